@@ -1,0 +1,110 @@
+"""The public functional API: validate, dispatch, then run Triton or the PyTorch path.
+
+The PyTorch path is the float32 reference from ``reference.py`` (float64 stays float64), so both
+paths compute the same maths: y = norm(x) in fp32, returned in x.dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import reference
+from ._validate import check_norm_args, check_offset
+from .dispatch import resolve_backend
+
+Tensor = torch.Tensor
+
+
+def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+    if not torch.is_grad_enabled():
+        return False
+    return any(t is not None and t.requires_grad for t in tensors)
+
+
+def _compute_dtype(x: Tensor) -> torch.dtype:
+    # fp16/bf16/fp32 compute in fp32; float64 keeps its precision.
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _triton_norm(x, residual, weight, bias, eps, offset, is_rms):
+    # Imported on first Triton use only: importing triton costs ~1 s and is not needed on CPU.
+    from .ops.normalization import norm_triton
+
+    return norm_triton(x, residual, weight, bias, eps, offset, is_rms)
+
+
+def rms_norm(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    eps: float = 1e-6,
+    *,
+    offset: float = 0.0,
+    backend: str = "auto",
+) -> Tensor:
+    """y = x / sqrt(mean(x^2 over the last dim) + eps) * (weight + offset), in fp32, returned in x.dtype.
+
+    ``offset=1.0`` gives the Gemma convention (weights stored as w - 1). ``backend`` is "auto",
+    "triton" or "torch"; see ``trinix_bench.explain``.
+    """
+    check_norm_args(x, None, weight, None, eps, backend)
+    check_offset(offset)
+    if resolve_backend("rms_norm", x, _needs_grad(x, weight), backend).backend == "triton":
+        return _triton_norm(x, None, weight, None, eps, offset, True)[0]
+    return reference.rms_norm_reference(x, weight, eps, offset, compute_dtype=_compute_dtype(x), out_dtype=x.dtype)
+
+
+def layer_norm(
+    x: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+    *,
+    backend: str = "auto",
+) -> Tensor:
+    """y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased var), in fp32."""
+    check_norm_args(x, None, weight, bias, eps, backend)
+    if resolve_backend("layer_norm", x, _needs_grad(x, weight, bias), backend).backend == "triton":
+        return _triton_norm(x, None, weight, bias, eps, 0.0, False)[0]
+    return reference.layer_norm_reference(x, weight, bias, eps, compute_dtype=_compute_dtype(x), out_dtype=x.dtype)
+
+
+def fused_add_rms_norm(
+    x: Tensor,
+    residual: Tensor,
+    weight: Optional[Tensor] = None,
+    eps: float = 1e-6,
+    *,
+    offset: float = 0.0,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """(y, residual_out) with residual_out = x + residual and y = rms_norm(residual_out).
+
+    Gradients flow through both outputs to x, residual and weight.
+    """
+    check_norm_args(x, residual, weight, None, eps, backend)
+    check_offset(offset)
+    if resolve_backend("fused_add_rms_norm", x, _needs_grad(x, residual, weight), backend).backend == "triton":
+        return _triton_norm(x, residual, weight, None, eps, offset, True)
+    return reference.fused_add_rms_norm_reference(
+        x, residual, weight, eps, offset, compute_dtype=_compute_dtype(x), out_dtype=x.dtype
+    )
+
+
+def fused_add_layer_norm(
+    x: Tensor,
+    residual: Tensor,
+    weight: Optional[Tensor] = None,
+    bias: Optional[Tensor] = None,
+    eps: float = 1e-5,
+    *,
+    backend: str = "auto",
+) -> tuple[Tensor, Tensor]:
+    """(y, residual_out) with residual_out = x + residual and y = layer_norm(residual_out)."""
+    check_norm_args(x, residual, weight, bias, eps, backend)
+    if resolve_backend("fused_add_layer_norm", x, _needs_grad(x, residual, weight, bias), backend).backend == "triton":
+        return _triton_norm(x, residual, weight, bias, eps, 0.0, False)
+    return reference.fused_add_layer_norm_reference(
+        x, residual, weight, bias, eps, compute_dtype=_compute_dtype(x), out_dtype=x.dtype
+    )
