@@ -28,11 +28,17 @@ def _compute_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _triton_norm(x, residual, weight, bias, eps, offset, is_rms):
-    # Imported on first Triton use only: importing triton costs ~1 s and is not needed on CPU.
-    from .ops.normalization import norm_triton
+_norm_triton = None
 
-    return norm_triton(x, residual, weight, bias, eps, offset, is_rms)
+
+def _triton_norm(x, residual, weight, bias, eps, offset, is_rms, needs_grad):
+    # Imported on first Triton use only: importing triton costs ~1 s and is not needed on CPU.
+    global _norm_triton
+    if _norm_triton is None:
+        from .ops.normalization import norm_triton
+
+        _norm_triton = norm_triton
+    return _norm_triton(x, residual, weight, bias, eps, offset, is_rms, needs_grad)
 
 
 def rms_norm(
@@ -50,8 +56,9 @@ def rms_norm(
     """
     check_norm_args(x, None, weight, None, eps, backend)
     check_offset(offset)
-    if resolve_backend("rms_norm", x, _needs_grad(x, weight), backend).backend == "triton":
-        return _triton_norm(x, None, weight, None, eps, offset, True)[0]
+    needs_grad = _needs_grad(x, weight)
+    if resolve_backend("rms_norm", x, needs_grad, backend).backend == "triton":
+        return _triton_norm(x, None, weight, None, eps, offset, True, needs_grad)[0]
     return reference.rms_norm_reference(x, weight, eps, offset, compute_dtype=_compute_dtype(x), out_dtype=x.dtype)
 
 
@@ -65,8 +72,9 @@ def layer_norm(
 ) -> Tensor:
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased var), in fp32."""
     check_norm_args(x, None, weight, bias, eps, backend)
-    if resolve_backend("layer_norm", x, _needs_grad(x, weight, bias), backend).backend == "triton":
-        return _triton_norm(x, None, weight, bias, eps, 0.0, False)[0]
+    needs_grad = _needs_grad(x, weight, bias)
+    if resolve_backend("layer_norm", x, needs_grad, backend).backend == "triton":
+        return _triton_norm(x, None, weight, bias, eps, 0.0, False, needs_grad)[0]
     return reference.layer_norm_reference(x, weight, bias, eps, compute_dtype=_compute_dtype(x), out_dtype=x.dtype)
 
 
@@ -85,8 +93,9 @@ def fused_add_rms_norm(
     """
     check_norm_args(x, residual, weight, None, eps, backend)
     check_offset(offset)
-    if resolve_backend("fused_add_rms_norm", x, _needs_grad(x, residual, weight), backend).backend == "triton":
-        return _triton_norm(x, residual, weight, None, eps, offset, True)
+    needs_grad = _needs_grad(x, residual, weight)
+    if resolve_backend("fused_add_rms_norm", x, needs_grad, backend).backend == "triton":
+        return _triton_norm(x, residual, weight, None, eps, offset, True, needs_grad)
     return reference.fused_add_rms_norm_reference(
         x, residual, weight, eps, offset, compute_dtype=_compute_dtype(x), out_dtype=x.dtype
     )
@@ -103,8 +112,9 @@ def fused_add_layer_norm(
 ) -> tuple[Tensor, Tensor]:
     """(y, residual_out) with residual_out = x + residual and y = layer_norm(residual_out)."""
     check_norm_args(x, residual, weight, bias, eps, backend)
-    if resolve_backend("fused_add_layer_norm", x, _needs_grad(x, residual, weight, bias), backend).backend == "triton":
-        return _triton_norm(x, residual, weight, bias, eps, 0.0, False)
+    needs_grad = _needs_grad(x, residual, weight, bias)
+    if resolve_backend("fused_add_layer_norm", x, needs_grad, backend).backend == "triton":
+        return _triton_norm(x, residual, weight, bias, eps, 0.0, False, needs_grad)
     return reference.fused_add_layer_norm_reference(
         x, residual, weight, bias, eps, compute_dtype=_compute_dtype(x), out_dtype=x.dtype
     )

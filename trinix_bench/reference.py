@@ -71,10 +71,17 @@ def layer_norm_reference(
     return y.to(out_dtype or compute_dtype)
 
 
-def add_residual_reference(x: Tensor, residual: Tensor) -> Tensor:
-    """residual_out = x + residual, rounded to x.dtype exactly as the unfused addition is."""
+def add_residual_reference(x: Tensor, residual: Tensor, round_to: Optional[torch.dtype] = None) -> Tensor:
+    """residual_out = x + residual, rounded to ``round_to`` (default x.dtype) as the unfused add is.
+
+    A float64 reference on upcast copies passes the original dtype as ``round_to`` so the sum is
+    rounded exactly where the kernels round it; the casts pass gradients through unchanged.
+    """
     # PyTorch adds half-precision tensors in fp32 and rounds once, which is what the kernels do too.
-    return x + residual
+    total = x + residual
+    if round_to is not None and round_to != total.dtype:
+        total = total.to(round_to).to(total.dtype)
+    return total
 
 
 def fused_add_rms_norm_reference(
@@ -86,9 +93,10 @@ def fused_add_rms_norm_reference(
     *,
     compute_dtype: torch.dtype = torch.float64,
     out_dtype: Optional[torch.dtype] = None,
+    residual_dtype: Optional[torch.dtype] = None,
 ) -> tuple[Tensor, Tensor]:
-    """(rms_norm(x + residual), x + residual); the sum is rounded to x.dtype first."""
-    residual_out = add_residual_reference(x, residual)
+    """(rms_norm(x + residual), x + residual); the sum is rounded to ``residual_dtype`` (x.dtype) first."""
+    residual_out = add_residual_reference(x, residual, residual_dtype)
     y = rms_norm_reference(residual_out, weight, eps, offset, compute_dtype=compute_dtype, out_dtype=out_dtype)
     return y, residual_out
 
@@ -102,9 +110,10 @@ def fused_add_layer_norm_reference(
     *,
     compute_dtype: torch.dtype = torch.float64,
     out_dtype: Optional[torch.dtype] = None,
+    residual_dtype: Optional[torch.dtype] = None,
 ) -> tuple[Tensor, Tensor]:
-    """(layer_norm(x + residual), x + residual); the sum is rounded to x.dtype first."""
-    residual_out = add_residual_reference(x, residual)
+    """(layer_norm(x + residual), x + residual); the sum is rounded to ``residual_dtype`` (x.dtype) first."""
+    residual_out = add_residual_reference(x, residual, residual_dtype)
     y = layer_norm_reference(residual_out, weight, bias, eps, compute_dtype=compute_dtype, out_dtype=out_dtype)
     return y, residual_out
 

@@ -1,0 +1,174 @@
+"""Reproduce the peer table of shared/PEERS_H200.md with our ops beside the peers installed here.
+
+Method (the same as the peer table): ``triton.testing.do_bench(fn, warmup=25, rep=100,
+return_mode="median")``, which empties L2 between calls; bf16 x and weight, eps 1e-6 (1e-5 for
+LayerNorm's peers as well as ours, which only changes values); ``full`` is one autograd call
+``y = f(x, w[, b]); y.backward(dy)`` with grads reset to None between calls.
+
+% of copy = ideal bytes / time / measured device-to-device copy bandwidth, with ideal bytes
+fwd = 2*M*N*2, fused add fwd = 4*M*N*2, full = 5*M*N*2 (weights and row stats neglected).
+
+    PYTHONPATH=. python scripts/peer_table.py --out results.json [--cells rms_fwd,ln_full] [--configs XL]
+
+Prints one markdown table per op-mode and writes every measurement to ``--out`` as JSON lines as it
+lands. This is a tuning tool for docs/kernels.md; the user-facing benchmark is benchmark_normalization.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+
+import torch
+import triton
+
+import trinix_bench as tb
+
+CONFIGS = {  # name: (rows, hidden), as in the peer table
+    "Decode-1": (1, 4096),
+    "Decode-32": (32, 4096),
+    "Small": (2048, 4096),
+    "Medium": (2048, 4096),
+    "Large": (4096, 8192),
+    "XL": (16384, 8192),
+    "XXL": (32768, 12288),
+    "XXXL": (131072, 16384),
+}
+CELLS = ("rms_fwd", "rms_full", "add_rms_fwd", "ln_fwd", "ln_full")
+BYTES_PER_ELEMENT_PASSES = {"rms_fwd": 2, "rms_full": 5, "add_rms_fwd": 4, "ln_fwd": 2, "ln_full": 5}
+
+
+def hf_rms(x, w, eps=1e-6):
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return w * h.to(x.dtype)
+
+
+def hf_add_rms(x, r, w, eps=1e-6):
+    s = x + r
+    return hf_rms(s, w, eps), s
+
+
+def _providers(cell):
+    """name -> callable(x, r, w, b) for this cell, peers included only when importable."""
+    is_ln = cell.startswith("ln")
+    fused = cell.startswith("add")
+    provs = {}
+    if is_ln:
+        provs["ours"] = lambda x, r, w, b: tb.layer_norm(x, w, b)
+        provs["ours_torch"] = lambda x, r, w, b: tb.layer_norm(x, w, b, backend="torch")
+        provs["torch_F"] = lambda x, r, w, b: torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, 1e-5)
+        compiled = torch.compile(lambda x, w, b: torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, 1e-5), dynamic=False)
+        provs["torch_compile"] = lambda x, r, w, b: compiled(x, w, b)
+    elif fused:
+        provs["ours"] = lambda x, r, w, b: tb.fused_add_rms_norm(x, r, w)
+        provs["ours_torch"] = lambda x, r, w, b: tb.fused_add_rms_norm(x, r, w, backend="torch")
+        provs["hf_eager"] = lambda x, r, w, b: hf_add_rms(x, r, w)
+        compiled = torch.compile(hf_add_rms, dynamic=False)
+        provs["torch_compile"] = lambda x, r, w, b: compiled(x, r, w)
+    else:
+        provs["ours"] = lambda x, r, w, b: tb.rms_norm(x, w)
+        provs["ours_torch"] = lambda x, r, w, b: tb.rms_norm(x, w, backend="torch")
+        provs["hf_eager"] = lambda x, r, w, b: hf_rms(x, w)
+        provs["torch_F"] = lambda x, r, w, b: torch.nn.functional.rms_norm(x, x.shape[-1:], w, 1e-6)
+        compiled = torch.compile(hf_rms, dynamic=False)
+        provs["torch_compile"] = lambda x, r, w, b: compiled(x, w)
+    try:
+        from liger_kernel.transformers import functional as lf
+
+        if is_ln:
+            provs["liger"] = lambda x, r, w, b: lf.liger_layer_norm(x, w, b, 1e-5)
+        elif fused:
+            provs["liger"] = lambda x, r, w, b: lf.liger_fused_add_rms_norm(x, r, w, 1e-6)
+        else:
+            provs["liger"] = lambda x, r, w, b: lf.liger_rms_norm(x, w, 1e-6)
+    except ImportError as exc:
+        print(f"liger unavailable: {exc}", file=sys.stderr)
+    return provs
+
+
+def copy_bandwidth_gbps() -> float:
+    src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)  # 2 GiB
+    dst = torch.empty_like(src)
+    ms = triton.testing.do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
+    return 2 * src.numel() * src.element_size() / (ms * 1e-3) / 1e9
+
+
+def measure(cell, rows, hidden, fn):
+    full = cell.endswith("full")
+    gen = torch.Generator(device="cuda").manual_seed(rows * 7 + hidden)
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
+    r = torch.randn_like(x) if cell.startswith("add") else None
+    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
+    b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen) if cell.startswith("ln") else None
+    if not full:
+        with torch.no_grad():
+            return triton.testing.do_bench(lambda: fn(x, r, w, b), warmup=25, rep=100, return_mode="median")
+    leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
+    dy = torch.randn_like(x)
+
+    def step():
+        fn(x, r, w, b).backward(dy)
+
+    return triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--cells", default=",".join(CELLS))
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--providers", default="", help="comma list to keep (default: all)")
+    args = parser.parse_args(argv)
+    cells = args.cells.split(",")
+    configs = args.configs.split(",")
+    keep = set(args.providers.split(",")) if args.providers else None
+    bw = copy_bandwidth_gbps()
+    print(f"copy bandwidth: {bw:.0f} GB/s", flush=True)
+    results = []
+    with open(args.out, "a") as sink:
+        for cell in cells:
+            provs = {k: v for k, v in _providers(cell).items() if keep is None or k in keep}
+            for cfg in configs:
+                rows, hidden = CONFIGS[cfg]
+                for name, fn in provs.items():
+                    try:
+                        ms = measure(cell, rows, hidden, fn)
+                        status = "ok"
+                    except Exception as exc:  # a peer failing must not stop the table
+                        ms, status = float("nan"), f"{type(exc).__name__}: {str(exc)[:120]}"
+                    torch.cuda.empty_cache()
+                    us = ms * 1e3
+                    pct = BYTES_PER_ELEMENT_PASSES[cell] * rows * hidden * 2 / (ms * 1e-3) / (bw * 1e9) * 100
+                    row = dict(cell=cell, config=cfg, rows=rows, hidden=hidden, provider=name, us=us,
+                               pct_of_copy=pct, copy_gbps=bw, status=status)
+                    results.append(row)
+                    sink.write(json.dumps(row) + "\n")
+                    sink.flush()
+            _print_cell(cell, configs, [r for r in results if r["cell"] == cell])
+    return 0
+
+
+def _print_cell(cell, configs, rows):
+    names = list(dict.fromkeys(r["provider"] for r in rows))
+    print(f"\n#### {cell} (us; ratio = best peer / ours)\n")
+    print("| config | " + " | ".join(names) + " | ratio | ours % copy |")
+    print("|---" * (len(names) + 3) + "|")
+    ratios = []
+    for cfg in configs:
+        by = {r["provider"]: r for r in rows if r["config"] == cfg}
+        peers = [r["us"] for n, r in by.items() if not n.startswith("ours") and r["status"] == "ok"]
+        ours = by.get("ours", {}).get("us", float("nan"))
+        ratio = min(peers) / ours if peers and ours == ours else float("nan")
+        ratios.append(ratio)
+        cells = " | ".join(f"{by[n]['us']:.1f}" if n in by else "-" for n in names)
+        print(f"| {cfg} | {cells} | {ratio:.2f} | {by.get('ours', {}).get('pct_of_copy', float('nan')):.0f}% |")
+    finite = [r for r in ratios if r == r and r > 0]
+    if finite:
+        print(f"\ngeomean ratio: {statistics.geometric_mean(finite):.3f}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""GPU tests (marked ``gpu``; skipped without CUDA): large shapes, half precision, 64-bit offsets,
+determinism, no recompilation per eps or row count, CUDA-graph capture and torch.compile."""
+
+import pytest
+import torch
+
+import trinix_bench as tb
+from helpers import OPS, call, check_op, make_inputs
+from trinix_bench.reference import relative_error, rms_norm_reference, tolerance_for
+
+pytestmark = pytest.mark.gpu
+DEVICE = "cuda"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("rows, hidden", [(4096, 8192), (2048, 4096), (1, 4096), (32, 4096), (513, 5120),
+                                          (300, 7168), (129, 14336), (67, 18432), (33, 28672)])
+@pytest.mark.parametrize("op", OPS)
+def test_large_shapes(op, rows, hidden, dtype):
+    inputs, grads = make_inputs(op, rows, hidden, dtype, DEVICE)
+    check_op(op, inputs, grads)
+
+
+@pytest.mark.parametrize("hidden", [32768, 65536, 65537, 131072, 262144])
+@pytest.mark.parametrize("op", OPS)
+def test_wide_rows(op, hidden):
+    inputs, grads = make_inputs(op, 9, hidden, torch.bfloat16, DEVICE)
+    check_op(op, inputs, grads)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_weight_fp32_with_bf16_activations_and_strided_rows(op):
+    base = torch.randn(1024, 6144, device=DEVICE, dtype=torch.bfloat16)
+    x = base[:, 1024:5120].detach().requires_grad_()
+    inputs, grads = make_inputs(op, 0, 4096, torch.bfloat16, DEVICE, param_dtype=torch.float32, x=x)
+    check_op(op, inputs, grads)
+
+
+def test_more_than_2_pow_31_elements():
+    rows, hidden = 32769, 65536  # 2_147_549_184 elements: offsets past int32
+    x = torch.randn(rows, hidden, device=DEVICE, dtype=torch.bfloat16)
+    w = torch.randn(hidden, device=DEVICE, dtype=torch.bfloat16)
+    y = tb.rms_norm(x, w, backend="triton")
+    check = [0, rows // 2, rows - 2, rows - 1]
+    expected = rms_norm_reference(x[check], w)
+    assert relative_error(y[check], expected) < tolerance_for(torch.bfloat16)
+    del y
+    xg = x.requires_grad_()
+    dy = torch.randn_like(x)
+    tb.rms_norm(xg, w, backend="triton").backward(dy)
+    x64 = x[check].detach().double().requires_grad_()
+    rms_norm_reference(x64, w).backward(dy[check].double())
+    assert relative_error(xg.grad[check], x64.grad) < tolerance_for(torch.bfloat16)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_weight_gradient_bitwise_deterministic(op):
+    inputs, grads = make_inputs(op, 8192, 4096, torch.bfloat16, DEVICE, seed=7)
+    grads_seen = []
+    for _ in range(3):
+        for t in inputs.values():
+            if t is not None:
+                t.grad = None
+        y, r = call(op, inputs, backend="triton")
+        torch.autograd.backward([y] + ([r] if r is not None else []),
+                                [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+        grads_seen.append(torch.cat([inputs["weight"].grad.float()] +
+                                    ([inputs["bias"].grad.float()] if inputs["bias"] is not None else [])))
+    assert all(torch.equal(grads_seen[0], g) for g in grads_seen[1:])
+
+
+def _compiled_variants(kernel):
+    """Number of compiled variants a Triton JITFunction holds (the attribute moved across versions)."""
+    if hasattr(kernel, "device_caches"):
+        return sum(len(entry[0]) for entry in kernel.device_caches.values())
+    return sum(len(c) for c in kernel.cache.values())
+
+
+def test_no_recompilation_per_eps_or_row_count():
+    from trinix_bench.ops import normalization as nz
+
+    w = torch.randn(1024, device=DEVICE, dtype=torch.bfloat16)
+    tb.rms_norm(torch.randn(3, 1024, device=DEVICE, dtype=torch.bfloat16), w, backend="triton")
+    before = _compiled_variants(nz._norm_fwd_kernel)
+    for rows, eps in [(1, 1e-5), (7, 1e-6), (16, 3e-3), (1000, 1e-8), (4097, 0.5)]:
+        x = torch.randn(rows, 1024, device=DEVICE, dtype=torch.bfloat16)
+        y = tb.rms_norm(x, w, eps=eps, backend="triton")
+        assert relative_error(y, rms_norm_reference(x, w, eps)) < tolerance_for(torch.bfloat16)
+    assert _compiled_variants(nz._norm_fwd_kernel) == before
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_graph_capture(op):
+    inputs, grads = make_inputs(op, 64, 2048, torch.bfloat16, DEVICE, requires_grad=False)
+    static = {k: v.clone() if v is not None else None for k, v in inputs.items()}
+    call(op, static, backend="triton")  # compile outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = call(op, static, backend="triton")
+    fresh, _ = make_inputs(op, 64, 2048, torch.bfloat16, DEVICE, requires_grad=False)
+    for k, v in fresh.items():
+        if v is not None:
+            static[k].copy_(v)
+    graph.replay()
+    expected = call(op, fresh, backend="torch")
+    assert relative_error(out[0], expected[0]) < tolerance_for(torch.bfloat16)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_torch_compile_inductor_fullgraph(op):
+    inputs, grads = make_inputs(op, 256, 4096, torch.bfloat16, DEVICE)
+
+    def fn(inp):
+        return call(op, inp, backend="triton")
+
+    compiled = torch.compile(fn, fullgraph=True)
+    y, r = compiled(inputs)
+    torch.autograd.backward([y] + ([r] if r is not None else []),
+                            [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+    got = {k: v.grad.clone() for k, v in inputs.items() if v is not None}
+    for v in inputs.values():
+        if v is not None:
+            v.grad = None
+    y2, r2 = fn(inputs)
+    torch.autograd.backward([y2] + ([r2] if r2 is not None else []),
+                            [grads["dy"]] + ([grads["dres"]] if r2 is not None else []))
+    assert torch.equal(y, y2)
+    for k, g in got.items():
+        assert torch.equal(g, inputs[k].grad), k
+
+
+def test_module_auto_dispatch_on_cuda():
+    norm = tb.FastRMSNorm(4096, device=DEVICE, dtype=torch.bfloat16)
+    x = torch.randn(2048, 4096, device=DEVICE, dtype=torch.bfloat16)
+    decision = norm.explain(x)
+    assert decision.backend in ("triton", "torch") and decision.reason.startswith("auto")
+    assert relative_error(norm(x), rms_norm_reference(x, norm.weight)) < tolerance_for(torch.bfloat16)
