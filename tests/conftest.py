@@ -13,6 +13,12 @@ import torch
 HAS_CUDA = torch.cuda.is_available()
 if not HAS_CUDA:
     os.environ.setdefault("TRITON_INTERPRET", "1")
+    # Triton fixes interpreter-or-compiled for its own tl.* functions when it is first imported, so
+    # import it now, before any test can unset the variable around the package's lazy import.
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,6 +21,16 @@ def test_large_shapes(op, rows, hidden, dtype):
     check_op(op, inputs, grads)
 
 
+@pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("op", OPS)
+def test_torch_path_large(op, dtype, param_dtype):
+    # The fallback uses F.rms_norm / F.layer_norm when the parameter dtype matches x: hold it to
+    # the same float64 bounds as the kernels.
+    inputs, grads = make_inputs(op, 1024, 4096, dtype, DEVICE, param_dtype=param_dtype)
+    check_op(op, inputs, grads, backend="torch")
+
+
 @pytest.mark.parametrize("hidden", [32768, 65536, 65537, 131072, 262144])
 @pytest.mark.parametrize("op", OPS)
 def test_wide_rows(op, hidden):

@@ -37,16 +37,32 @@ class BackwardLaunch:
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
 # thread, which ptxas keeps without spilling (the same single-pass limit Liger-Kernel uses).
 MAX_SINGLE_PASS_FWD = 65536
-# Backward holds x, dy, w and the dw accumulator per column: 4x the forward's live values, so
-# its single-pass limit is a quarter of the forward's to stay under 255 registers a thread.
-MAX_SINGLE_PASS_BWD = 16384
-# Chunk width of the looped (two-pass) kernels: 8K columns x 16 warps is 16 values a thread per
-# tensor, enough loads in flight per SM while leaving room for the accumulators.
+# Widest row the backward keeps whole in registers, by op. It holds x, dy, w and the dw sum per
+# column, LayerNorm also the db sum. scripts/tune_kernels.py backward, H200 2026-11-20 (fwd+bwd,
+# % of copy, docs/kernels.md): RMSNorm single-pass at 16 warps beat the looped kernel at 12288
+# (66% vs 62%) and 16384 (76% vs 67%); LayerNorm single-pass spilled there (7% and 9%) while the
+# looped kernel reached 60% and 65%, and at 8192 both were 70%.
+MAX_SINGLE_PASS_BWD_RMS = 16384
+MAX_SINGLE_PASS_BWD_LN = 8192
+# Chunk width of the looped forward (used beyond MAX_SINGLE_PASS_FWD only): 8K columns x 16 warps
+# is 16 values a thread per tensor.
 LOOPED_BLOCK_N = 8192
+# Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
+# warps for every wide shape (LayerNorm 16384: 65% vs 63%; RMSNorm 16384: 67% vs 64%).
+LOOPED_BLOCK_N_BWD = 4096
 
 # (largest block_n, num_warps): warps grow with the row width so that each thread keeps a small,
 # fixed number of elements in flight (Liger-Kernel's calculate_settings steps, a public fact).
 WARPS_BY_BLOCK_N = (
+    (1024, 4),
+    (4096, 8),
+    (16384, 16),
+    (65536, 32),
+)
+
+# Backward warps by row width. Same sweep: 32 warps at 16384 lost to 16 (RMSNorm 72% vs 76%)
+# since a 1024-thread program caps ptxas at 64 registers a thread; 8192 uses 16 warps (78%).
+BACKWARD_WARPS_BY_BLOCK_N = (
     (1024, 4),
     (4096, 8),
     (16384, 16),
@@ -71,11 +87,11 @@ def _next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _warps_for(block_n: int) -> int:
-    for limit, warps in WARPS_BY_BLOCK_N:
+def _warps_for(block_n: int, table=WARPS_BY_BLOCK_N) -> int:
+    for limit, warps in table:
         if block_n <= limit:
             return warps
-    return WARPS_BY_BLOCK_N[-1][1]
+    return table[-1][1]
 
 
 def _rows_per_program(block_n: int) -> int:
@@ -93,17 +109,17 @@ def forward_launch(hidden: int, max_single_pass: int = MAX_SINGLE_PASS_FWD) -> F
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_shape(hidden: int, max_single_pass: int) -> tuple[int, int, int, bool]:
+def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool]:
+    max_single_pass = MAX_SINGLE_PASS_BWD_RMS if is_rms else MAX_SINGLE_PASS_BWD_LN
     if hidden > max_single_pass:
-        block_n = min(LOOPED_BLOCK_N, max_single_pass)
-        return block_n, 1, _warps_for(block_n), True
+        return LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True
     block_n = _next_power_of_2(hidden)
-    return block_n, _rows_per_program(block_n), _warps_for(block_n), False
+    return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False
 
 
-def backward_launch(rows: int, hidden: int, max_programs: int, max_single_pass: int = MAX_SINGLE_PASS_BWD) -> BackwardLaunch:
+def backward_launch(rows: int, hidden: int, max_programs: int, is_rms: bool) -> BackwardLaunch:
     """Launch shape for the backward kernel: a grid of at most ``max_programs`` row strips."""
-    block_n, block_m, num_warps, looped = _backward_shape(hidden, max_single_pass)
+    block_n, block_m, num_warps, looped = _backward_shape(hidden, is_rms)
     row_blocks = -(-rows // block_m)
     programs = max(1, min(max_programs, row_blocks))
     # Strips are whole multiples of block_m so that no program has a ragged block in its middle.

@@ -1,0 +1,135 @@
+"""Tuning probes for docs/kernels.md: per-call CPU overhead and backward launch variants.
+
+    PYTHONPATH=. python scripts/tune_kernels.py overhead
+    PYTHONPATH=. python scripts/tune_kernels.py backward [--shapes 32768x12288,131072x16384]
+
+``overhead`` times the pieces of one call at a decode shape with a host clock (GPU work is tiny
+there, so the host cost is what bounds the call) and prints a cProfile of the fwd+bwd step.
+``backward`` times fwd+bwd (do_bench, as in the peer table) under several backward launch tables,
+swapped in by replacing the module-level tables the selection functions read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+
+import torch
+import triton
+
+import trinix_bench as tb
+from trinix_bench.ops import launch_config as lc
+
+
+def _host_us(fn, iters=2000):
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iters * 1e6
+
+
+def overhead():
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    dy = torch.randn_like(x)
+    y_keep = tb.rms_norm(xg, wg)
+
+    def full():
+        xg.grad = wg.grad = None
+        tb.rms_norm(xg, wg).backward(dy)
+
+    def torch_full():
+        xg.grad = wg.grad = None
+        torch.nn.functional.rms_norm(xg, (4096,), wg, 1e-6).backward(dy)
+
+    rows = {
+        "empty torch op (x + 0)": lambda: x.add(0),
+        "torch.empty(1, 4096)": lambda: torch.empty(1, 4096, device="cuda", dtype=torch.bfloat16),
+        "rms_norm inference": lambda: tb.rms_norm(x, w),
+        "rms_norm forward with grad": lambda: tb.rms_norm(xg, wg),
+        "backward only (retain_graph)": lambda: y_keep.backward(dy, retain_graph=True),
+        "rms_norm fwd+bwd": full,
+        "F.rms_norm fwd+bwd": torch_full,
+    }
+    for name, fn in rows.items():
+        print(f"{name:34s} {_host_us(fn):8.1f} us/call (host clock)")
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(500):
+        full()
+    torch.cuda.synchronize()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+BACKWARD_VARIANTS = {
+    # name: (RMS single-pass limit, LN single-pass limit, backward warps table, looped chunk, programs/SM)
+    "single16k_w16": (16384, 16384, ((1024, 4), (4096, 8), (16384, 16), (65536, 32)), 8192, 2),
+    "single16k_w32": (16384, 16384, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 2),
+    "single16k_w32_1sm": (16384, 16384, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 1),
+    "looped8k_w16": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 2),
+    "looped4k_w8": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 4096, 2),
+    "chosen": (lc.MAX_SINGLE_PASS_BWD_RMS, lc.MAX_SINGLE_PASS_BWD_LN, lc.BACKWARD_WARPS_BY_BLOCK_N,
+               lc.LOOPED_BLOCK_N_BWD, lc.BACKWARD_PROGRAMS_PER_SM),
+}
+
+
+def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
+    lc.MAX_SINGLE_PASS_BWD_RMS = max_single_rms
+    lc.MAX_SINGLE_PASS_BWD_LN = max_single_ln
+    lc.BACKWARD_WARPS_BY_BLOCK_N = warps
+    lc.LOOPED_BLOCK_N_BWD = chunk
+    lc.BACKWARD_PROGRAMS_PER_SM = per_sm
+    lc._backward_shape.cache_clear()
+    lc.max_backward_programs.cache_clear()
+
+
+def backward(shapes, variants):
+    bw_src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)
+    bw_dst = torch.empty_like(bw_src)
+    copy_ms = triton.testing.do_bench(lambda: bw_dst.copy_(bw_src), warmup=25, rep=200, return_mode="median")
+    copy_gbps = 4 * bw_src.numel() / (copy_ms * 1e-3) / 1e9
+    del bw_src, bw_dst
+    print(f"copy bandwidth {copy_gbps:.0f} GB/s")
+    print("| variant | op | shape | full us | % of copy |")
+    print("|---|---|---|---|---|")
+    for name in variants:
+        _apply_variant(*BACKWARD_VARIANTS[name])
+        for op in ("rms_norm", "layer_norm"):
+            for rows, hidden in shapes:
+                x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                dy = torch.randn_like(x)
+                if op == "rms_norm":
+                    step, leaves = (lambda: tb.rms_norm(x, w).backward(dy)), [x, w]
+                else:
+                    step, leaves = (lambda: tb.layer_norm(x, w, b).backward(dy)), [x, w, b]
+                ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
+                pct = 5 * rows * hidden * 2 / (ms * 1e-3) / (copy_gbps * 1e9) * 100
+                print(f"| {name} | {op} | {rows}x{hidden} | {ms * 1e3:.1f} | {pct:.0f}% |", flush=True)
+                del x, w, b, dy
+                torch.cuda.empty_cache()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("probe", choices=["overhead", "backward"])
+    parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
+    parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
+    args = parser.parse_args()
+    if args.probe == "overhead":
+        overhead()
+    else:
+        backward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.variants.split(","))
+
+
+if __name__ == "__main__":
+    main()
