@@ -37,16 +37,21 @@ class DispatchThresholds:
     gradient, since the autograd round trip has its own fixed cost.
     """
 
-    # PENDING-MEASUREMENT: every threshold starts at 0 (always Triton on CUDA) until
-    # scripts/measure_dispatch.py has run on the H200; docs/dispatch.md records that run.
-    rms_norm_min_elements: int = 0
-    rms_norm_train_min_elements: int = 0
-    layer_norm_min_elements: int = 0
-    layer_norm_train_min_elements: int = 0
-    fused_add_rms_norm_min_elements: int = 0
-    fused_add_rms_norm_train_min_elements: int = 0
-    fused_add_layer_norm_min_elements: int = 0
-    fused_add_layer_norm_train_min_elements: int = 0
+    # scripts/measure_dispatch.py on the H200, 2026-11-20, bf16 (profile and per-size times in
+    # docs/results/h200/dispatch_profile*.json; docs/dispatch.md). Inference: Triton was at least as
+    # fast as the PyTorch path (F.rms_norm / F.layer_norm) from the smallest size, 1x4096, up
+    # (e.g. 1x4096 rms_norm: 9.6 vs 10.3 us); the fused add ops from 2048x4096 (8.4M) up.
+    rms_norm_min_elements: int = 4096
+    layer_norm_min_elements: int = 4096
+    fused_add_rms_norm_min_elements: int = 8_388_608
+    fused_add_layer_norm_min_elements: int = 8_388_608
+    # Training (forward + backward through autograd): the PyTorch path won up to 8192x8192 and
+    # Triton only from 16384x8192 (134M) up, since the eager Triton fwd+bwd costs ~240 us of host
+    # time a call (scripts/tune_kernels.py overhead) against ~80 us for F.rms_norm.
+    rms_norm_train_min_elements: int = 134_217_728
+    layer_norm_train_min_elements: int = 134_217_728
+    fused_add_rms_norm_train_min_elements: int = 134_217_728
+    fused_add_layer_norm_train_min_elements: int = 134_217_728
 
     def min_elements(self, op: str, training: bool) -> int:
         return getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
