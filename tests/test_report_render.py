@@ -258,3 +258,17 @@ def test_without_any_templates_the_error_says_where_it_looked(tmp_path, monkeypa
     monkeypatch.setattr(render.resources, "files", lambda name: (_ for _ in ()).throw(ModuleNotFoundError(name)))
     with pytest.raises(ValueError, match="no report templates found"):
         render_report(FIXTURE, tmp_path)
+
+
+def test_provider_missing_from_a_cell_renders(tmp_path):
+    # An interrupted sweep can leave a cell without some providers' rows at all; the report and its
+    # plots must still render, and the other providers' numbers stay.
+    def drop_one_trinix_row(rows):
+        victim = next(i for i, r in enumerate(rows) if r["provider"] == "trinix" and r["status"] == "ok")
+        del rows[victim]
+
+    directory = copy_fixture(tmp_path, drop_one_trinix_row, name="interrupted")
+    report = render_report(directory, tmp_path / "out")
+    text = report.read_text()
+    assert "Summary" in text
+    assert (tmp_path / "out" / "plots").is_dir()

@@ -558,6 +558,8 @@ class _ReportBuilder:
             return cell.median(provider)
         if metric == "speedup":
             return cell.speedup(provider, BASELINE_PROVIDER)
+        if cell.median(provider) is None:  # no ok row, or no row at all (an interrupted sweep)
+            return None
         value = cell.records[provider].get("pct_of_copy")
-        return float(value) if cell.median(provider) is not None and fmt.is_number(value) else None
+        return float(value) if fmt.is_number(value) else None
 
