@@ -41,7 +41,8 @@ MAX_SINGLE_PASS_FWD = 65536
 # column, LayerNorm also the db sum. scripts/tune_kernels.py backward, H200 2026-11-20 (fwd+bwd,
 # % of copy, docs/kernels.md): RMSNorm single-pass at 16 warps beat the looped kernel at 12288
 # (66% vs 62%) and 16384 (76% vs 67%); LayerNorm single-pass spilled there (7% and 9%) while the
-# looped kernel reached 60% and 65%, and at 8192 both were 70%.
+# looped kernel reached 60% and 65%. At 8192 only the single-pass kernel was measured (78% RMSNorm,
+# 70% LayerNorm), so LayerNorm's limit rests on the 12288/16384 points.
 MAX_SINGLE_PASS_BWD_RMS = 16384
 MAX_SINGLE_PASS_BWD_LN = 8192
 # Chunk width of the looped forward (used beyond MAX_SINGLE_PASS_FWD only): 8K columns x 16 warps
@@ -60,8 +61,9 @@ WARPS_BY_BLOCK_N = (
     (65536, 32),
 )
 
-# Backward warps by row width. Same sweep: 32 warps at 16384 lost to 16 (RMSNorm 72% vs 76%)
-# since a 1024-thread program caps ptxas at 64 registers a thread; 8192 uses 16 warps (78%).
+# Backward warps by row width. Same sweep: 32 warps at 16384 lost to 16 (RMSNorm 72% vs 76%;
+# a 1024-thread program caps ptxas at 64 registers a thread). The 4 and 8 warp steps are Liger-
+# Kernel's public calculate_settings steps, not yet swept here.
 BACKWARD_WARPS_BY_BLOCK_N = (
     (1024, 4),
     (4096, 8),
