@@ -10,7 +10,8 @@ fwd = 2*M*N*2, fused add fwd = 4*M*N*2, full = 5*M*N*2 (weights and row stats ne
 
     PYTHONPATH=. python scripts/peer_table.py --out results.json [--cells rms_fwd,ln_full] [--configs XL]
 
-Prints one markdown table per op-mode and writes every measurement to ``--out`` as JSON lines as it
+``ours`` is the public function with auto dispatch, ``ours_triton`` forces the kernels and
+``ours_torch`` forces our PyTorch path. Prints one markdown table per op-mode and writes every measurement to ``--out`` as JSON lines as it
 lands. This is a tuning tool for docs/kernels.md; the user-facing benchmark is benchmark_normalization.py.
 """
 
@@ -58,18 +59,21 @@ def _providers(cell):
     provs = {}
     if is_ln:
         provs["ours"] = lambda x, r, w, b: tb.layer_norm(x, w, b)
+        provs["ours_triton"] = lambda x, r, w, b: tb.layer_norm(x, w, b, backend="triton")
         provs["ours_torch"] = lambda x, r, w, b: tb.layer_norm(x, w, b, backend="torch")
         provs["torch_F"] = lambda x, r, w, b: torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, 1e-5)
         compiled = torch.compile(lambda x, w, b: torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, 1e-5), dynamic=False)
         provs["torch_compile"] = lambda x, r, w, b: compiled(x, w, b)
     elif fused:
         provs["ours"] = lambda x, r, w, b: tb.fused_add_rms_norm(x, r, w)
+        provs["ours_triton"] = lambda x, r, w, b: tb.fused_add_rms_norm(x, r, w, backend="triton")
         provs["ours_torch"] = lambda x, r, w, b: tb.fused_add_rms_norm(x, r, w, backend="torch")
         provs["hf_eager"] = lambda x, r, w, b: hf_add_rms(x, r, w)
         compiled = torch.compile(hf_add_rms, dynamic=False)
         provs["torch_compile"] = lambda x, r, w, b: compiled(x, r, w)
     else:
         provs["ours"] = lambda x, r, w, b: tb.rms_norm(x, w)
+        provs["ours_triton"] = lambda x, r, w, b: tb.rms_norm(x, w, backend="triton")
         provs["ours_torch"] = lambda x, r, w, b: tb.rms_norm(x, w, backend="torch")
         provs["hf_eager"] = lambda x, r, w, b: hf_rms(x, w)
         provs["torch_F"] = lambda x, r, w, b: torch.nn.functional.rms_norm(x, x.shape[-1:], w, 1e-6)

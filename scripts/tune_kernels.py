@@ -119,14 +119,77 @@ def backward(shapes, variants):
                 torch.cuda.empty_cache()
 
 
+def _graph_us(fn, calls=100):
+    """Pure GPU time per call: ``calls`` back-to-back calls captured in one CUDA graph, replayed."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(10):
+        graph.replay()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) * 1e3 / (10 * calls)
+
+
+def decode():
+    """Where a decode call's time goes: GPU time (graph replay), host time, and do_bench."""
+    from trinix_bench.ops import normalization as nz
+
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    r = torch.randn_like(x)
+    compiled = torch.compile(lambda x, w: torch.nn.functional.rms_norm(x, (4096,), w, 1e-6))
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    dy = torch.randn_like(x)
+
+    def full():
+        xg.grad = wg.grad = None
+        tb.rms_norm(xg, wg).backward(dy)
+
+    rows = {
+        "ours rms fwd": lambda: tb.rms_norm(x, w),
+        "ours fused add fwd": lambda: tb.fused_add_rms_norm(x, r, w, backend="triton"),
+        "F.rms_norm fwd": lambda: torch.nn.functional.rms_norm(x, (4096,), w, 1e-6),
+        "torch.compile F.rms_norm fwd": lambda: compiled(x, w),
+    }
+    print("| call | fast launch | GPU us (graph) | host us | do_bench us |")
+    print("|---|---|---|---|---|")
+    for fast in (False, True):
+        nz._LAUNCHES.enabled = fast
+        for name, fn in rows.items():
+            if not name.startswith("ours") and fast:
+                continue
+            gpu = _graph_us(fn)
+            host = _host_us(fn, iters=1000)
+            bench = 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            print(f"| {name} | {fast} | {gpu:.1f} | {host:.1f} | {bench:.1f} |", flush=True)
+        host_full = _host_us(full, iters=500)
+        bench_full = 1e3 * triton.testing.do_bench(full, warmup=25, rep=100, return_mode="median")
+        print(f"| ours rms fwd+bwd | {fast} | - | {host_full:.1f} | {bench_full:.1f} |", flush=True)
+    nz._LAUNCHES.enabled = True
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward"])
+    parser.add_argument("probe", choices=["overhead", "backward", "decode"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
     if args.probe == "overhead":
         overhead()
+    elif args.probe == "decode":
+        decode()
     else:
         backward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.variants.split(","))
 

@@ -146,3 +146,32 @@ def test_module_auto_dispatch_on_cuda():
     decision = norm.explain(x)
     assert decision.backend in ("triton", "torch") and decision.reason.startswith("auto")
     assert relative_error(norm(x), rms_norm_reference(x, norm.weight)) < tolerance_for(torch.bfloat16)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_cached_launcher_matches_triton_launch(op):
+    # The cached launcher keys on Triton's specializations; cover the edge cases: a pointer off
+    # 16-byte alignment, hidden 1 (an integer equal to 1 is specialized), 1 row, strided rows.
+    from trinix_bench.ops import normalization as nz
+
+    cases = [(1, 4096, 0), (7, 1, 0), (33, 4095, 1), (64, 5120, 8), (5, 70000, 0)]
+    for rows, hidden, shift in cases:
+        base = torch.randn(rows, hidden + shift, device=DEVICE, dtype=torch.bfloat16)
+        x = base[:, shift:].detach().requires_grad_()
+        inputs, grads = make_inputs(op, 0, hidden, torch.bfloat16, DEVICE, x=x, seed=rows * 131 + hidden)
+        results = []
+        for enabled in (False, True, True):  # the second True launches from the cache
+            nz._LAUNCHES.enabled = enabled
+            try:
+                for t in inputs.values():
+                    if t is not None:
+                        t.grad = None
+                y, r = call(op, inputs, backend="triton")
+                torch.autograd.backward([y] + ([r] if r is not None else []),
+                                        [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+                results.append([y] + [t.grad for t in inputs.values() if t is not None])
+            finally:
+                nz._LAUNCHES.enabled = True
+        for got in results[1:]:
+            for a, b in zip(results[0], got):
+                assert torch.equal(a, b), (op, rows, hidden, shift)
