@@ -180,9 +180,121 @@ def decode():
     nz._LAUNCHES.enabled = True
 
 
+FORWARD_WARPS = (4, 8, 16, 32)
+
+
+def forward(shapes):
+    """Forward time (do_bench, no grad) per warps count, for RMSNorm and LayerNorm at each shape."""
+    bw_src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)
+    bw_dst = torch.empty_like(bw_src)
+    copy_ms = triton.testing.do_bench(lambda: bw_dst.copy_(bw_src), warmup=25, rep=200, return_mode="median")
+    copy_gbps = 4 * bw_src.numel() / (copy_ms * 1e-3) / 1e9
+    del bw_src, bw_dst
+    original = lc.WARPS_BY_BLOCK_N
+    print(f"copy bandwidth {copy_gbps:.0f} GB/s")
+    print("| op | shape | " + " | ".join(f"{w} warps" for w in FORWARD_WARPS) + " |")
+    print("|---|---|" + "---|" * len(FORWARD_WARPS))
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+            fn = (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
+            cells = []
+            for warps in FORWARD_WARPS:
+                lc.WARPS_BY_BLOCK_N = ((1 << 30, warps),)
+                lc.forward_launch.cache_clear()
+                with torch.no_grad():
+                    ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                cells.append(f"{ms * 1e3:.1f} ({2 * rows * hidden * 2 / (ms * 1e-3) / (copy_gbps * 1e9) * 100:.0f}%)")
+            print(f"| {op} | {rows}x{hidden} | " + " | ".join(cells) + " |", flush=True)
+    lc.WARPS_BY_BLOCK_N = original
+    lc.forward_launch.cache_clear()
+
+
+FORWARD_LOOPED_CHUNKS = (2048, 4096, 8192)
+
+
+def forward_looped(shapes):
+    """Forward time: the single-pass kernel against the looped kernel at several chunk widths."""
+    print("| op | shape | single pass | " + " | ".join(f"looped {c}" for c in FORWARD_LOOPED_CHUNKS) + " |")
+    print("|---|---|---|" + "---|" * len(FORWARD_LOOPED_CHUNKS))
+    original = (lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N)
+    low_fill = lc.LOW_FILL_LOOPED_FWD
+    lc.LOW_FILL_LOOPED_FWD = {True: (0.0, 8192), False: (0.0, 4096)}  # compare the raw kernels
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+            fn = (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
+            cells = []
+            # The looped chunk is min(LOOPED_BLOCK_N, single-pass limit), so both are set to the chunk.
+            for single_limit, chunk in [original] + [(c, c) for c in FORWARD_LOOPED_CHUNKS]:
+                lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = single_limit, chunk
+                lc.forward_launch.cache_clear()
+                with torch.no_grad():
+                    ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                cells.append(f"{ms * 1e3:.1f} ({2 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
+            print(f"| {op} | {rows}x{hidden} | " + " | ".join(cells) + " |", flush=True)
+    lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = original
+    lc.LOW_FILL_LOOPED_FWD = low_fill
+    lc.forward_launch.cache_clear()
+
+
+def looped_variants():
+    """The looped forward kernel launched by hand: Triton's own launch vs the cached launcher, and
+    num_stages / num_warps variants, on 16384x8192 RMSNorm (single pass: ~134 us)."""
+    from trinix_bench.ops import normalization as nz
+
+    rows, hidden, chunk = 16384, 8192, 2048
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+    y = torch.empty_like(x)
+    args = (x, hidden, x, hidden, x, hidden, y, hidden, w, x, x, x, rows, hidden, 1e-6, 0.0)
+    flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk)
+    for stages in (1, 2, 3):
+        for warps in (4, 8):
+            fn = lambda: nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=warps, num_stages=stages)
+            us = 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+            print(f"looped direct stages={stages} warps={warps}: {us:.1f} us", flush=True)
+    compiled = nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=8)
+    print("n_regs", compiled.n_regs, "n_spills", compiled.n_spills, "shared", compiled.metadata.shared)
+    lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = 1, chunk
+    lc.forward_launch.cache_clear()
+    for enabled in (False, True):
+        nz._LAUNCHES.enabled = enabled
+        with torch.no_grad():
+            us = 1e3 * triton.testing.do_bench(lambda: tb.rms_norm(x, w), warmup=25, rep=100, return_mode="median")
+        print(f"tb.rms_norm looped, cached launcher {enabled}: {us:.1f} us", flush=True)
+
+
+def host_pieces():
+    """Host time of the pieces of one decode-sized inference call."""
+    from trinix_bench import dispatch, functional
+    from trinix_bench._validate import check_norm_args
+    from trinix_bench.ops import normalization as nz
+
+    x = torch.randn(1, 4096, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(4096, device="cuda", dtype=torch.bfloat16)
+    r = torch.randn_like(x)
+    pieces = {
+        "check_norm_args": lambda: check_norm_args(x, None, w, None, 1e-6, "auto"),
+        "resolve_backend": lambda: dispatch.resolve_backend("rms_norm", x, False, "auto"),
+        "_needs_grad": lambda: functional._needs_grad(x, w),
+        "launch_forward rms": lambda: nz.launch_forward(x, None, w, None, 1e-6, 0.0, True, False),
+        "launch_forward fused": lambda: nz.launch_forward(x, r, w, None, 1e-6, 0.0, True, False),
+        "tb.rms_norm": lambda: tb.rms_norm(x, w),
+        "tb.fused_add_rms_norm triton": lambda: tb.fused_add_rms_norm(x, r, w, backend="triton"),
+        "torch.empty_like": lambda: torch.empty_like(x),
+    }
+    for name, fn in pieces.items():
+        print(f"{name:32s} {_host_us(fn, iters=3000):6.1f} us")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward", "decode"])
+    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "host"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
@@ -190,6 +302,14 @@ def main():
         overhead()
     elif args.probe == "decode":
         decode()
+    elif args.probe == "forward":
+        forward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
+    elif args.probe == "forward_looped":
+        forward_looped([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
+    elif args.probe == "looped_variants":
+        looped_variants()
+    elif args.probe == "host":
+        host_pieces()
     else:
         backward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.variants.split(","))
 

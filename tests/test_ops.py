@@ -188,17 +188,21 @@ def test_zero_rows_gives_zero_weight_gradient():
     assert torch.equal(inputs["weight"].grad, torch.zeros(8)) and torch.equal(inputs["bias"].grad, torch.zeros(8))
 
 
-def test_looped_path_on_a_narrow_row_with_large_mean():
-    # The looped LayerNorm statistics must not cancel: mean 1000, spread 1.
+@pytest.mark.parametrize("first_chunk_offset", [0.0, 20.0])
+def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
+    # The looped LayerNorm statistics must not cancel: mean 1000, spread 1. The looped kernel
+    # shifts by the first chunk's mean, so also move that chunk 20 spreads away from the rest.
     from trinix_bench.ops import launch_config, normalization
     from trinix_bench.reference import layer_norm_reference
 
-    x = torch.randn(3, 2500, dtype=torch.float64).add_(1000.0).float()
+    x = torch.randn(3, 2500, dtype=torch.float64).add_(1000.0)
+    x[:, :512] += first_chunk_offset
+    x = x.float()
     w = torch.randn(2500)
-    cfg_small = launch_config.forward_launch(2500, max_single_pass=512)
+    cfg_small = launch_config.forward_launch(2500, False, max_single_pass=512)
     assert cfg_small.looped and cfg_small.block_n == 512
     original = normalization.forward_launch
-    normalization.forward_launch = lambda hidden: cfg_small
+    normalization.forward_launch = lambda hidden, is_rms: cfg_small
     try:
         y, _, mean, rstd = normalization.launch_forward(x, None, w, None, 1e-5, 0.0, False, True)
     finally:
@@ -211,3 +215,14 @@ def test_looped_path_on_a_narrow_row_with_large_mean():
     single_error = relative_error(normalization.launch_forward(x, None, w, None, 1e-5, 0.0, False, True)[0], expected)
     assert looped_error < 1e-3 and looped_error <= 2 * single_error + 1e-7, (looped_error, single_error)
     assert relative_error(rstd, 1 / x.double().var(-1, unbiased=False).add(1e-5).sqrt()) < 1e-4
+
+
+@pytest.mark.parametrize("op, hidden", [("rms_norm", 12000), ("fused_add_rms_norm", 12000),
+                                        ("layer_norm", 9000), ("fused_add_layer_norm", 9000)])
+def test_low_fill_rows_take_the_looped_forward(op, hidden):
+    # Rows filling little of their power-of-two tile go through the looped forward kernel.
+    from trinix_bench.ops.launch_config import forward_launch
+
+    assert forward_launch(hidden, "rms" in op).looped
+    inputs, grads = make_inputs(op, 3, hidden, torch.float32, "cpu")
+    check_op(op, inputs, grads)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -45,9 +46,20 @@ MAX_SINGLE_PASS_FWD = 65536
 # 70% LayerNorm), so LayerNorm's limit rests on the 12288/16384 points.
 MAX_SINGLE_PASS_BWD_RMS = 16384
 MAX_SINGLE_PASS_BWD_LN = 8192
-# Chunk width of the looped forward (used beyond MAX_SINGLE_PASS_FWD only): 8K columns x 16 warps
-# is 16 values a thread per tensor.
+# Chunk width of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is 16 values
+# a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat 4096 and
+# 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us).
 LOOPED_BLOCK_N = 8192
+# A row that fills little of its power-of-two register tile leaves those registers idle and fewer
+# rows in flight per SM; the looped kernel then wins. Same sweep, % of copy, single-pass vs looped:
+# RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87; 14336 and 28672 (88%):
+# single-pass as good or better (92 vs 92, 80 vs 73). LayerNorm: 18432: 51 vs 73 (4096 chunks);
+# 12288: 81 vs 79, so it stays single-pass.
+# op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, chunk width)
+LOW_FILL_LOOPED_FWD = {True: (0.75, 8192), False: (0.6, 4096)}
+# Below this width a row's tile is small enough that idle lanes cost little (5120 and 7168 were
+# within 1 point of each other single-pass vs looped for RMSNorm).
+LOW_FILL_MIN_HIDDEN = 8192
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
 # warps for every wide shape (LayerNorm 16384: 65% vs 63%; RMSNorm 16384: 67% vs 64%).
 LOOPED_BLOCK_N_BWD = 4096
@@ -101,12 +113,16 @@ def _rows_per_program(block_n: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def forward_launch(hidden: int, max_single_pass: int = MAX_SINGLE_PASS_FWD) -> ForwardLaunch:
+def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[int] = None) -> ForwardLaunch:
     """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes."""
+    max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
     if hidden > max_single_pass:
         block_n = min(LOOPED_BLOCK_N, max_single_pass)
         return ForwardLaunch(block_n=block_n, block_m=1, num_warps=_warps_for(block_n), looped=True)
     block_n = _next_power_of_2(hidden)
+    fill_limit, chunk = LOW_FILL_LOOPED_FWD[is_rms]
+    if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
+        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=_warps_for(chunk), looped=True)
     return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=_warps_for(block_n), looped=False)
 
 

@@ -108,36 +108,45 @@ def _norm_fwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-    """Rows wider than a register tile: pass 1 gathers the statistics chunk by chunk, pass 2 writes y.
+    """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
+    chunk by chunk, pass 2 writes y.
 
-    LayerNorm keeps a Welford (count, mean, M2) per lane across chunks and merges the lanes with
-    Chan's formula, so a large mean does not cancel the variance the way E[x^2] - E[x]^2 would.
+    LayerNorm sums (x - K) and (x - K)^2 per lane with K the mean of the first chunk, so
+    var = E[(x - K)^2] - E[x - K]^2 does not cancel the way E[x^2] - E[x]^2 does when the mean is
+    large, and pass 1 needs no division per element (a per-lane Welford was compute-bound: 45% of
+    copy at 32768x12288 in scripts/tune_kernels.py forward_looped).
     """
     rows = tl.program_id(0) + tl.arange(0, 1)
     rows64 = rows.to(tl.int64)
     row_mask = rows < n_rows
-    lane_count = tl.zeros([1, BLOCK_N], tl.float32)
-    lane_mean = tl.zeros([1, BLOCK_N], tl.float32)
-    lane_m2 = tl.zeros([1, BLOCK_N], tl.float32)
-    for start in range(0, n_cols, BLOCK_N):
+    cols = tl.arange(0, BLOCK_N)
+    mask = row_mask[:, None] & (cols < n_cols)[None, :]
+    x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
+                   HAS_RESIDUAL)
+    if IS_RMS:
+        lane_sq = x * x
+    else:
+        shift = tl.sum(x, axis=1) / tl.minimum(n_cols, BLOCK_N)
+        lane_d = tl.where(mask, x - shift[:, None], 0.0)
+        lane_sq = lane_d * lane_d
+    for start in range(BLOCK_N, n_cols, BLOCK_N):
         cols = start + tl.arange(0, BLOCK_N)
         mask = row_mask[:, None] & (cols < n_cols)[None, :]
         x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
                        HAS_RESIDUAL)
         if IS_RMS:
-            lane_m2 += x * x
+            lane_sq += x * x
         else:
-            lane_count += mask.to(tl.float32)
-            delta = tl.where(mask, x - lane_mean, 0.0)
-            lane_mean += delta / tl.maximum(lane_count, 1.0)
-            lane_m2 += tl.where(mask, delta * (x - lane_mean), 0.0)
+            d = tl.where(mask, x - shift[:, None], 0.0)
+            lane_d += d
+            lane_sq += d * d
     if IS_RMS:
-        rstd = tl.math.rsqrt(tl.sum(lane_m2, axis=1) / n_cols + eps)
+        rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
     else:
-        mean = tl.sum(lane_count * lane_mean, axis=1) / n_cols
-        spread = lane_mean - mean[:, None]
-        m2 = tl.sum(lane_m2, axis=1) + tl.sum(lane_count * spread * spread, axis=1)
-        rstd = tl.math.rsqrt(m2 / n_cols + eps)
+        mean_shifted = tl.sum(lane_d, axis=1) / n_cols
+        mean = shift + mean_shifted
+        var = tl.maximum(tl.sum(lane_sq, axis=1) / n_cols - mean_shifted * mean_shifted, 0.0)
+        rstd = tl.math.rsqrt(var + eps)
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
         tl.debug_barrier()
@@ -393,7 +402,7 @@ def launch_forward(
     mean = torch.empty(n_rows, dtype=torch.float32, device=x.device) if store_stats and not is_rms else None
     if n_rows == 0:
         return y, res_out, mean, rstd
-    cfg = forward_launch(n_cols)
+    cfg = forward_launch(n_cols, is_rms)
     y2 = y.view(n_rows, n_cols)
     r2 = _as_rows(residual, n_cols) if residual is not None else x2
     ro2 = res_out.view(n_rows, n_cols) if res_out is not None else x2
