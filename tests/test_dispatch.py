@@ -95,3 +95,12 @@ def test_explain_on_real_tensors(monkeypatch):
         tb.explain(x, op="batch_norm")
     with pytest.raises(ValueError, match="backend='triton' cannot run"):
         tb.rms_norm(x, backend="triton")
+
+
+def test_defaults_are_the_stored_h200_profile():
+    # The defaults are data from a measurement; the measured profile is kept beside the docs, and
+    # the two must not drift apart.
+    from pathlib import Path
+
+    profile = Path(__file__).resolve().parent.parent / "docs" / "results" / "h200" / "dispatch_profile.json"
+    assert tb.load_dispatch_profile(profile) == DispatchThresholds()

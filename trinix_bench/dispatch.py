@@ -37,21 +37,23 @@ class DispatchThresholds:
     gradient, since the autograd round trip has its own fixed cost.
     """
 
-    # scripts/measure_dispatch.py on the H200, 2026-11-20, bf16 (profile and per-size times in
-    # docs/results/h200/dispatch_profile*.json; docs/dispatch.md). Inference: Triton was at least as
-    # fast as the PyTorch path (F.rms_norm / F.layer_norm) from the smallest size, 1x4096, up
-    # (e.g. 1x4096 rms_norm: 9.6 vs 10.3 us); the fused add ops from 2048x4096 (8.4M) up.
+    # scripts/measure_dispatch.py on the H200, 2026-11-20, bf16, commit 27b6c29 (best of three
+    # do_bench medians per size; docs/results/h200/dispatch_profile*.json, docs/dispatch.md).
+    # Inference: Triton at least as fast as the PyTorch path (F.rms_norm / F.layer_norm) from the
+    # smallest size, 1x4096, up (1x4096 rms_norm: 4.7 vs 10.6 us); fused add + RMSNorm only from
+    # 512x4096 (2.1M): below it the Triton call's ~39 us of host time is no longer hidden behind
+    # do_bench's L2 flush and x + r then F.rms_norm measured 11.5-12.9 us against 13.1-15.8 us.
     rms_norm_min_elements: int = 4096
     layer_norm_min_elements: int = 4096
-    fused_add_rms_norm_min_elements: int = 8_388_608
-    fused_add_layer_norm_min_elements: int = 8_388_608
-    # Training (forward + backward through autograd): the PyTorch path won up to 8192x8192 and
-    # Triton only from 16384x8192 (134M) up, since the eager Triton fwd+bwd costs ~240 us of host
-    # time a call (scripts/tune_kernels.py overhead) against ~80 us for F.rms_norm.
+    fused_add_rms_norm_min_elements: int = 2_097_152
+    fused_add_layer_norm_min_elements: int = 4096
+    # Training (forward + backward through autograd): the eager Triton fwd+bwd costs ~200-260 us of
+    # host time a call, the F.* path ~50-60 us, so PyTorch wins until the GPU time dominates:
+    # RMSNorm from 16384x8192 (134M), LayerNorm from 8192x8192 (67M), the fused ops from 4096x8192 (33.5M).
     rms_norm_train_min_elements: int = 134_217_728
-    layer_norm_train_min_elements: int = 134_217_728
-    fused_add_rms_norm_train_min_elements: int = 134_217_728
-    fused_add_layer_norm_train_min_elements: int = 134_217_728
+    layer_norm_train_min_elements: int = 67_108_864
+    fused_add_rms_norm_train_min_elements: int = 33_554_432
+    fused_add_layer_norm_train_min_elements: int = 33_554_432
 
     def min_elements(self, op: str, training: bool) -> int:
         return getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
