@@ -27,8 +27,11 @@ def merge(out_dir: Path, run_dirs: list[Path]) -> int:
         for row in load_rows(run):
             merged[tuple(row.get(k) for k in CELL_KEY)] = row
     out_dir.mkdir(parents=True, exist_ok=False)
-    environment = load_environment(run_dirs[0])
-    environment["merged_from"] = [load_environment(run).get("run_id", run.name) for run in run_dirs]
+    environments = [load_environment(run) for run in run_dirs]
+    environment = dict(environments[0])
+    environment["merged_from"] = [env.get("run_id", run.name) for env, run in zip(environments, run_dirs)]
+    # Every run's command line, in order, so the report's Reproduce section covers the whole sweep.
+    environment["command"] = "\n".join(dict.fromkeys(env.get("command", "") for env in environments))
     (out_dir / ENVIRONMENT_JSON).write_text(json.dumps(environment, indent=2) + "\n")
     with open(out_dir / RESULTS_JSONL, "w") as jsonl, open(out_dir / RESULTS_CSV, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=ROW_COLUMNS, extrasaction="ignore")

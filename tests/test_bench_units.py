@@ -143,3 +143,15 @@ def test_reference_chunking_matches_one_pass(monkeypatch):
     expected_y = x64 * torch.rsqrt(x64.pow(2).mean(-1, keepdim=True) + spec.eps) * inp.weight.detach().double()
     assert torch.allclose(whole["y"], expected_y, rtol=1e-12, atol=1e-12)
     assert math.isclose(float(whole["dx"].sub(whole["dresidual"]).abs().max()), 0.0)
+
+
+def test_git_sha_falls_back_to_the_environment_variable(monkeypatch, tmp_path):
+    # A copied tree without .git (a benchmark machine that receives files only) records the SHA
+    # the caller passes in TRINIX_GIT_SHA instead of "unknown".
+    from trinix_bench.bench import environment
+
+    monkeypatch.setenv(environment.GIT_SHA_ENV_VAR, "0123abc")
+    monkeypatch.setattr(environment.subprocess, "run", lambda *a, **k: (_ for _ in ()).throw(OSError("no git")))
+    assert environment.git_sha() == "0123abc"
+    monkeypatch.delenv(environment.GIT_SHA_ENV_VAR)
+    assert environment.git_sha() == "unknown"

@@ -7,6 +7,7 @@ of a large buffer (1 GiB on CUDA, 256 MiB on CPU, both far beyond any cache), ti
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -53,14 +54,19 @@ def measure_copy_bandwidth(device: torch.device) -> tuple[float, list[float]]:
     return gbps(2 * nbytes, median), times
 
 
+GIT_SHA_ENV_VAR = "TRINIX_GIT_SHA"
+
+
 def git_sha() -> str:
-    """HEAD of the checkout trinix_bench is imported from, or "unknown"."""
+    """HEAD of the checkout trinix_bench is imported from; else $TRINIX_GIT_SHA (for a copied tree
+    without git metadata, e.g. a benchmark machine that receives the files only); else "unknown"."""
     root = Path(__file__).resolve().parents[2]
+    fallback = os.environ.get(GIT_SHA_ENV_VAR, "").strip() or "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
+        return fallback
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else fallback
 
 
 def _nvidia_driver() -> str:
