@@ -77,7 +77,7 @@ BACKWARD_VARIANTS = {
     "looped8k_w16": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 2),
     "looped4k_w8": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 4096, 2),
     "chosen": (lc.MAX_SINGLE_PASS_BWD_RMS, lc.MAX_SINGLE_PASS_BWD_LN, lc.BACKWARD_WARPS_BY_BLOCK_N,
-               lc.LOOPED_BLOCK_N_BWD, lc.BACKWARD_PROGRAMS_PER_SM),
+               lc.LOOPED_BLOCK_N_BWD, dict(lc.BACKWARD_PROGRAMS_PER_SM)),
 }
 
 
@@ -86,9 +86,8 @@ def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
     lc.MAX_SINGLE_PASS_BWD_LN = max_single_ln
     lc.BACKWARD_WARPS_BY_BLOCK_N = warps
     lc.LOOPED_BLOCK_N_BWD = chunk
-    lc.BACKWARD_PROGRAMS_PER_SM = per_sm
+    lc.BACKWARD_PROGRAMS_PER_SM = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
     lc._backward_shape.cache_clear()
-    lc.max_backward_programs.cache_clear()
 
 
 def backward(shapes, variants):
@@ -269,6 +268,41 @@ def looped_variants():
         print(f"tb.rms_norm looped, cached launcher {enabled}: {us:.1f} us", flush=True)
 
 
+def backward_stages(shapes):
+    """fwd+bwd time with the backward launched at several num_stages / num_warps / programs per SM
+    (injected by wrapping the launcher; Triton's own launch path, so host cost is not comparable)."""
+    from trinix_bench.ops import normalization as nz
+
+    original_launch, original_per_sm = nz._LAUNCHES.launch, dict(lc.BACKWARD_PROGRAMS_PER_SM)
+    print("| op | shape | stages | warps | programs/SM | full us | % of copy |")
+    print("|---|---|---|---|---|---|---|")
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            dy = torch.randn_like(x)
+            step = (lambda: tb.rms_norm(x, w, backend="triton").backward(dy)) if op == "rms_norm" else (
+                lambda: tb.layer_norm(x, w, b, backend="triton").backward(dy))
+            leaves = [x, w] if op == "rms_norm" else [x, w, b]
+            for stages in (1, 2, 3):
+                for warps in (None, 8):
+                    for per_sm in (1, 2, 4):
+                        def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+                            if kernel in (nz._norm_bwd_kernel, nz._norm_bwd_looped_kernel):
+                                return kernel[grid](*args, **constexprs, num_warps=warps or num_warps, num_stages=stages)
+                            return original_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+                        nz._LAUNCHES.launch = launch
+                        lc.BACKWARD_PROGRAMS_PER_SM = {False: per_sm, True: per_sm}
+                        ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
+                        pct = 5 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100
+                        print(f"| {op} | {rows}x{hidden} | {stages} | {warps or 'table'} | {per_sm} | {ms * 1e3:.1f} | {pct:.0f}% |",
+                              flush=True)
+            del x, w, b, dy
+            torch.cuda.empty_cache()
+    nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM = original_launch, original_per_sm
+
+
 def host_pieces():
     """Host time of the pieces of one decode-sized inference call."""
     from trinix_bench import dispatch, functional
@@ -294,7 +328,7 @@ def host_pieces():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "host"])
+    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "host"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
@@ -308,6 +342,8 @@ def main():
         forward_looped([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
     elif args.probe == "looped_variants":
         looped_variants()
+    elif args.probe == "backward_stages":
+        backward_stages([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
     elif args.probe == "host":
         host_pieces()
     else:

@@ -88,13 +88,15 @@ BACKWARD_WARPS_BY_BLOCK_N = (
 TARGET_ELEMENTS_PER_PROGRAM = 4096
 MAX_ROWS_PER_PROGRAM = 64
 
-# Backward grid: programs per SM. Each program writes one fp32 partial row of dw (and db), so
-# the partial buffer is programs x hidden x 4 bytes; 2 per SM keeps every SM busy with two
-# resident programs while the partial sum stays small next to the activations.
-BACKWARD_PROGRAMS_PER_SM = 2
-# Programs used when the "device" is the CPU interpreter: it runs programs one after another, so
+# Backward grid: programs per SM. Each program writes one fp32 partial row of dw (and db), so the
+# partial buffer is programs x hidden x 4 bytes. scripts/tune_kernels.py backward_stages, H200
+# 2026-11-20 (fwd+bwd % of copy, 1 / 2 / 4 per SM): the single-pass kernel does best with one
+# resident program per SM (RMSNorm 16384x8192: 80 / 78 / 76; LayerNorm: 73 / 70 / 67), the looped
+# kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
+BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
+# Programs per "SM" when the device is the CPU interpreter: it runs programs one after another, so
 # fewer, larger programs are faster and still exercise the multi-program reduction.
-INTERPRETER_PROGRAMS = 4
+INTERPRETER_PROGRAMS = 2
 
 
 def _next_power_of_2(n: int) -> int:
@@ -135,9 +137,10 @@ def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool]:
     return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False
 
 
-def backward_launch(rows: int, hidden: int, max_programs: int, is_rms: bool) -> BackwardLaunch:
-    """Launch shape for the backward kernel: a grid of at most ``max_programs`` row strips."""
+def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool) -> BackwardLaunch:
+    """Launch shape for the backward kernel: a grid of row strips, a few per SM."""
     block_n, block_m, num_warps, looped = _backward_shape(hidden, is_rms)
+    max_programs = _multiprocessors(device) * BACKWARD_PROGRAMS_PER_SM[looped]
     row_blocks = -(-rows // block_m)
     programs = max(1, min(max_programs, row_blocks))
     # Strips are whole multiples of block_m so that no program has a ragged block in its middle.
@@ -147,9 +150,9 @@ def backward_launch(rows: int, hidden: int, max_programs: int, is_rms: bool) -> 
 
 
 @functools.lru_cache(maxsize=None)
-def max_backward_programs(device: torch.device) -> int:
-    """Upper bound on the backward grid for a device (SM count x programs per SM)."""
+def _multiprocessors(device: torch.device) -> int:
+    """SM count of a CUDA device; for the CPU interpreter, a small stand-in that still spreads rows
+    over several programs."""
     if device.type == "cuda":
-        sms = torch.cuda.get_device_properties(device).multi_processor_count
-        return sms * BACKWARD_PROGRAMS_PER_SM
+        return torch.cuda.get_device_properties(device).multi_processor_count
     return INTERPRETER_PROGRAMS

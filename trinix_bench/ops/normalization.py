@@ -28,7 +28,7 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
-from .launch_config import backward_launch, forward_launch, max_backward_programs
+from .launch_config import backward_launch, forward_launch
 
 Tensor = torch.Tensor
 
@@ -453,7 +453,7 @@ def launch_backward(
         zeros = torch.zeros(n_cols, dtype=torch.float32, device=device)
         dw = zeros.to(weight.dtype) if compute_dw else None
         return dx, dw, zeros.to(weight.dtype if weight is not None else dx.dtype) if compute_db else None
-    cfg = backward_launch(n_rows, n_cols, max_backward_programs(device), is_rms)
+    cfg = backward_launch(n_rows, n_cols, device, is_rms)
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
     dx2 = dx.view(n_rows, n_cols)
