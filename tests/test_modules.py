@@ -112,3 +112,20 @@ def test_bad_normalized_shape(bad):
 def test_wrong_trailing_dims_named():
     with pytest.raises(ValueError, match="x: expected trailing dims"):
         FastLayerNorm((4, 8))(torch.randn(2, 8, 4))
+
+
+def test_module_residual_must_match_x_shape():
+    # Same element count but another shape must be refused, as the functional API does.
+    norm = FastLayerNorm((4, 16))
+    with pytest.raises(ValueError, match="residual: expected shape"):
+        norm(torch.randn(2, 4, 16), torch.randn(8, 16))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_from_module_with_eps_none_matches_torch(dtype):
+    # torch.nn.RMSNorm(eps=None) uses fp32's epsilon for half inputs; a row of 0.01 shows the gap
+    # between that and bf16's epsilon (7.8e-3) plainly.
+    theirs = nn.RMSNorm(8, eps=None).to(dtype)
+    ours = FastRMSNorm.from_module(theirs)
+    x = torch.full((2, 8), 0.01, dtype=dtype)
+    assert relative_error(ours(x), theirs(x)) < tolerance_for(dtype)

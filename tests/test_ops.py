@@ -124,23 +124,8 @@ def test_non_finite_row_stays_in_its_row(op, backend):
     assert relative_error(y, ref_y) <= tolerance_for(torch.float32)
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_weight_gradient_is_bitwise_deterministic(op):
-    inputs, grads = make_inputs(op, 37, 70, torch.float32, "cpu", seed=1234)
-    results = []
-    for _ in range(2):
-        for t in inputs.values():
-            if t is not None:
-                t.grad = None
-        y, res_out = call(op, inputs, backend="triton")
-        torch.autograd.backward([y] + ([res_out] if res_out is not None else []),
-                                [grads["dy"]] + ([grads["dres"]] if res_out is not None else []))
-        results.append(inputs["weight"].grad.clone())
-    assert torch.equal(results[0], results[1])
-
-
 def test_many_rows_use_several_backward_programs():
-    # 200 rows over the interpreter's 4 programs: the partial-sum reduction must add them all.
+    # 200 rows spread over several interpreter programs: the partial-sum reduction must add them all.
     inputs, grads = make_inputs("layer_norm", 200, 24, torch.float32, "cpu")
     check_op("layer_norm", inputs, grads)
 
@@ -176,7 +161,7 @@ def test_torch_compile_fullgraph_and_opcheck():
     out = torch.ops.trinix_bench.norm_fwd(x.detach(), None, w.detach(), None, 1e-6, 0.0, True, True)
     dy = torch.randn(3, 16)
     torch.library.opcheck(
-        torch.ops.trinix_bench.norm_bwd.default, (dy, None, x.detach(), w.detach(), out[2], out[3], 0.0, True, True, False)
+        torch.ops.trinix_bench.norm_bwd.default, (dy, None, x.detach(), w.detach(), out[2], out[3], 0.0, True, True, None)
     )
 
 
@@ -226,3 +211,71 @@ def test_low_fill_rows_take_the_looped_forward(op, hidden):
     assert forward_launch(hidden, "rms" in op).looped
     inputs, grads = make_inputs(op, 3, hidden, torch.float32, "cpu")
     check_op(op, inputs, grads)
+
+
+@pytest.mark.parametrize("op", ["rms_norm", "layer_norm"])
+@pytest.mark.parametrize("params", ["frozen", "none"])
+def test_compiled_backward_without_parameter_gradients(op, params):
+    # A frozen norm (LoRA fine-tuning) or no weight at all: the backward op returns no dw/db, and
+    # its placeholders must not alias each other under torch.compile.
+    inputs, grads = make_inputs(op, 4, 32, torch.float32, "cpu", weight=params == "frozen", bias=params == "frozen")
+    for name in ("weight", "bias"):
+        if inputs[name] is not None:
+            inputs[name].requires_grad_(False)
+
+    def fn(inp):
+        return call(op, inp, backend="triton")[0]
+
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    compiled(inputs).backward(grads["dy"])
+    got = inputs["x"].grad.clone()
+    inputs["x"].grad = None
+    fn(inputs).backward(grads["dy"])
+    torch.testing.assert_close(got, inputs["x"].grad)
+
+
+@pytest.mark.parametrize("compute_dw, db_dtype", [(True, None), (False, torch.float32), (False, None)])
+def test_backward_op_fake_matches_real_with_mixed_dtypes(compute_dw, db_dtype):
+    x = torch.randn(3, 16, dtype=torch.bfloat16)
+    w = torch.randn(16, dtype=torch.float32)
+    b = torch.randn(16, dtype=torch.float32)
+    out = torch.ops.trinix_bench.norm_fwd(x, None, w, b, 1e-5, 0.0, False, True)
+    dy = torch.randn(3, 16, dtype=torch.bfloat16)
+    torch.library.opcheck(torch.ops.trinix_bench.norm_bwd.default,
+                          (dy, None, x, w, out[2], out[3], 0.0, False, compute_dw, db_dtype))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_strided_weight_and_bias(op):
+    # Parameters that are views with a stride (w[::2]) must be read correctly, not at unit stride.
+    inputs, grads = make_inputs(op, 5, 40, torch.float32, "cpu")
+    for name in ("weight", "bias"):
+        if inputs[name] is not None:
+            inputs[name] = torch.randn(80)[::2].requires_grad_()
+    check_op(op, inputs, grads)
+
+
+@pytest.mark.parametrize("op", ["layer_norm", "fused_add_layer_norm"])
+def test_bias_gradient_keeps_the_bias_dtype(op):
+    # bf16 activations with an fp32 bias and no weight: db is an fp32 sum, not rounded to bf16.
+    inputs, grads = make_inputs(op, 64, 48, torch.bfloat16, "cpu", weight=False, param_dtype=torch.float32)
+    check_op(op, inputs, grads)
+    assert inputs["bias"].grad.dtype == torch.float32
+    expected = grads["dy"].double().sum(0)
+    assert relative_error(inputs["bias"].grad, expected) < tolerance_for(torch.float32)
+
+
+def test_specialization_key_separates_what_triton_specializes_on():
+    from trinix_bench.ops.normalization import specialization_key
+
+    t = torch.randn(64)
+    base = specialization_key((t, 4096, 1e-6), frozenset())
+    assert specialization_key((torch.randn(64), 4096, 1e-6), frozenset()) == base  # same class, new data
+    assert specialization_key((t[1:], 4096, 1e-6), frozenset()) != base  # 4-byte offset: not 16-aligned
+    assert specialization_key((t.half(), 4096, 1e-6), frozenset()) != base  # dtype
+    assert specialization_key((t, 1, 1e-6), frozenset()) != base  # an int equal to 1 is a constant
+    assert specialization_key((t, 4097, 1e-6), frozenset()) != base  # not a multiple of 16
+    assert specialization_key((t, 2**31 + 16, 1e-6), frozenset()) != base  # 64-bit integer
+    # do_not_specialize slots ignore value flags but not the integer width
+    assert specialization_key((t, 7, 1e-6), frozenset({1})) == specialization_key((t, 16, 1e-6), frozenset({1}))
+    assert specialization_key((t, 2**31, 1e-6), frozenset({1})) != specialization_key((t, 16, 1e-6), frozenset({1}))

@@ -183,3 +183,22 @@ def test_results_without_trinix_say_so(tmp_path):
     model = build_report_model(load_run(write_run(tmp_path / "run", rows, ENVIRONMENT)))
     assert model["insights"] == ["No cell has an ok trinix row (no rows), so there is nothing to say about our kernels."]
     assert model["recommendations"][0].startswith("No recommendation:")
+
+
+def test_rmsnorm_crossover_compares_with_the_torch_path_auto_dispatch_takes(tmp_path):
+    # On CUDA auto dispatch's torch path for RMSNorm is F.rms_norm (provider torch_native), not the
+    # HuggingFace-style eager chain: a cell where triton beats pytorch but loses to torch_native is a
+    # Triton loss.
+    from trinix_bench.report.cells import BASELINE_PROVIDER, TORCH_NATIVE_PROVIDER, Cell
+
+    cell = Cell(config="Small", batch=4, seq_len=512, hidden=4096, layer="rmsnorm", residual=False, mode="fwd",
+                dtype="bf16", rows=2048)
+    for provider, ms in (("triton", 0.020), (BASELINE_PROVIDER, 0.130), (TORCH_NATIVE_PROVIDER, 0.015)):
+        cell.records[provider] = {"status": "ok", "median_ms": ms, "device": "cuda"}
+    assert cell.torch_path_provider == TORCH_NATIVE_PROVIDER
+    cell.records[TORCH_NATIVE_PROVIDER]["status"] = "FAILED"
+    assert cell.torch_path_provider == BASELINE_PROVIDER
+    for record in cell.records.values():
+        record["device"] = "cpu"
+    cell.records[TORCH_NATIVE_PROVIDER]["status"] = "ok"
+    assert cell.torch_path_provider == BASELINE_PROVIDER

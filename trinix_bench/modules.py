@@ -71,6 +71,14 @@ class _FastNormBase(nn.Module):
         return x.reshape(*x.shape[:-k], -1), x.shape
 
     @staticmethod
+    def _residual_rows(residual: torch.Tensor, x: torch.Tensor, x_rows: torch.Tensor) -> torch.Tensor:
+        """The residual viewed like ``x_rows``; its shape must equal x's, as the functional API requires."""
+        if not isinstance(residual, torch.Tensor) or residual.shape != x.shape:
+            got = tuple(residual.shape) if isinstance(residual, torch.Tensor) else type(residual).__name__
+            raise ValueError(f"residual: expected shape {tuple(x.shape)} like x, got {got}")
+        return residual.reshape(x_rows.shape)
+
+    @staticmethod
     def _flat(p: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         return None if p is None or p.dim() == 1 else p.reshape(-1)
 
@@ -129,7 +137,7 @@ class FastRMSNorm(_FastNormBase):
         if residual is None:
             y = F.rms_norm(x_rows, weight, self.eps, backend=self.backend)
             return y if shape is None else y.view(shape)
-        res_rows = residual.reshape(x_rows.shape) if shape is not None else residual
+        res_rows = self._residual_rows(residual, x, x_rows) if shape is not None else residual
         y, res_out = F.fused_add_rms_norm(x_rows, res_rows, weight, self.eps, backend=self.backend)
         return (y, res_out) if shape is None else (y.view(shape), res_out.view(shape))
 
@@ -137,13 +145,15 @@ class FastRMSNorm(_FastNormBase):
     def from_module(cls, module: nn.Module, *, use_triton: bool = True) -> "FastRMSNorm":
         """Build from torch.nn.RMSNorm or a HuggingFace-style RMSNorm (``weight`` + ``variance_epsilon``).
 
-        torch.nn.RMSNorm with eps=None uses the input dtype's machine epsilon at run time; here the
-        weight's dtype stands in for it.
+        torch.nn.RMSNorm with eps=None uses machine epsilon at run time, of fp32 for half-precision
+        inputs (its computation dtype) and of the input dtype otherwise; the weight's dtype stands in
+        for the input's here.
         """
         weight = getattr(module, "weight", None)
         eps = getattr(module, "eps", getattr(module, "variance_epsilon", None))
         if eps is None:
-            eps = torch.finfo(weight.dtype if weight is not None else torch.get_default_dtype()).eps
+            dtype = weight.dtype if weight is not None else torch.get_default_dtype()
+            eps = torch.finfo(torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype).eps
         shape = tuple(weight.shape) if weight is not None else tuple(getattr(module, "normalized_shape"))
         new = cls(shape, eps=eps, elementwise_affine=weight is not None, use_triton=use_triton,
                   device=weight.device if weight is not None else None,
@@ -189,7 +199,7 @@ class FastLayerNorm(_FastNormBase):
         if residual is None:
             y = F.layer_norm(x_rows, weight, bias, self.eps, backend=self.backend)
             return y if shape is None else y.view(shape)
-        res_rows = residual.reshape(x_rows.shape) if shape is not None else residual
+        res_rows = self._residual_rows(residual, x, x_rows) if shape is not None else residual
         y, res_out = F.fused_add_layer_norm(x_rows, res_rows, weight, bias, self.eps, backend=self.backend)
         return (y, res_out) if shape is None else (y.view(shape), res_out.view(shape))
 

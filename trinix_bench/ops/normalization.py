@@ -327,9 +327,15 @@ class _CompiledLaunches:
 
     @staticmethod
     def _hooks_active() -> bool:
-        knobs = getattr(triton, "knobs", None)
-        runtime = getattr(knobs, "runtime", None)
-        return runtime is not None and (runtime.launch_enter_hook is not None or runtime.launch_exit_hook is not None)
+        # Older Triton keeps one optional callable per hook; newer Triton a HookChain whose list of
+        # calls is empty unless a profiler registered one.
+        runtime = getattr(getattr(triton, "knobs", None), "runtime", None)
+        if runtime is None:
+            return False
+        for hook in (runtime.launch_enter_hook, runtime.launch_exit_hook):
+            if hook is not None and getattr(hook, "calls", True):
+                return True
+        return False
 
     def launch(self, kernel, grid, args: tuple, unspecialized: frozenset, constexprs: dict, num_warps: int):
         """``kernel[grid](*args, **constexprs, num_warps=...)``, through the cache when possible.
@@ -340,15 +346,7 @@ class _CompiledLaunches:
         device = args[0].device
         if not self.enabled or device.type != "cuda" or self._hooks_active():
             return kernel[grid](*args, **constexprs, num_warps=num_warps)
-        key = [kernel, device.index, num_warps, *constexprs.values()]
-        for position, arg in enumerate(args):
-            if isinstance(arg, Tensor):
-                key.append((arg.dtype, arg.data_ptr() % 16 == 0))
-            elif isinstance(arg, int):
-                key.append(("i", None if position in unspecialized else (arg == 1, arg % 16 == 0)))
-            else:
-                key.append(type(arg))
-        key = tuple(key)
+        key = (kernel, device.index, num_warps, *constexprs.values(), *specialization_key(args, unspecialized))
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = kernel[grid](*args, **constexprs, num_warps=num_warps)
@@ -359,6 +357,30 @@ class _CompiledLaunches:
         compiled.run(grid[0], grid[1], grid[2], stream, compiled.function, compiled.packed_metadata, None, None, None,
                      *args, *constexprs.values())
         return compiled
+
+
+def _int_class(value: int) -> str:
+    """The integer type Triton compiles a Python int argument as."""
+    if -(2**31) <= value < 2**31:
+        return "i32"
+    return "u64" if value >= 2**63 else "i64"
+
+
+def specialization_key(args: tuple, unspecialized: frozenset) -> tuple:
+    """What Triton specializes a launch on, per runtime argument: a tensor's dtype and 16-byte
+    alignment; an int's type (i32 / i64 / u64) and, unless it is in ``unspecialized``
+    (do_not_specialize), whether it equals 1 (then a constant) or is a multiple of 16; for any
+    other argument its type."""
+    key = []
+    for position, arg in enumerate(args):
+        if isinstance(arg, Tensor):
+            key.append((arg.dtype, arg.data_ptr() % 16 == 0))
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            flags = None if position in unspecialized else (arg == 1, arg % 16 == 0)
+            key.append((_int_class(arg), flags))
+        else:
+            key.append(type(arg))
+    return tuple(key)
 
 
 _LAUNCHES = _CompiledLaunches()
@@ -394,6 +416,9 @@ def launch_forward(
     n_cols = x.shape[-1]
     x2 = _as_rows(x, n_cols)
     n_rows = x2.shape[0]
+    # The kernels read parameters at unit stride (a strided view such as w[::2] would be misread).
+    weight = weight.contiguous() if weight is not None else None
+    bias = bias.contiguous() if bias is not None else None
     y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     res_out = torch.empty(x.shape, dtype=x.dtype, device=x.device) if residual is not None else None
     # Inference writes no statistics, so nothing is allocated for them (each torch.empty is ~2 us
@@ -437,12 +462,14 @@ def launch_backward(
     offset: float,
     is_rms: bool,
     compute_dw: bool,
-    compute_db: bool,
+    db_dtype: Optional[torch.dtype],
 ) -> tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
     """Run the backward kernel; returns (dx, dweight or None, dbias or None).
 
     ``normed_input`` is what the forward normalized: x, or residual_out for the fused ops.
+    ``db_dtype`` is the bias's dtype when its gradient is wanted, else None.
     """
+    compute_db = db_dtype is not None
     n_cols = normed_input.shape[-1]
     x2 = _as_rows(normed_input, n_cols)
     n_rows = x2.shape[0]
@@ -450,9 +477,9 @@ def launch_backward(
     dx = torch.empty(normed_input.shape, dtype=normed_input.dtype, device=device)
     compute_dw = compute_dw and weight is not None
     if n_rows == 0:
-        zeros = torch.zeros(n_cols, dtype=torch.float32, device=device)
-        dw = zeros.to(weight.dtype) if compute_dw else None
-        return dx, dw, zeros.to(weight.dtype if weight is not None else dx.dtype) if compute_db else None
+        dw = torch.zeros(n_cols, dtype=weight.dtype, device=device) if compute_dw else None
+        return dx, dw, torch.zeros(n_cols, dtype=db_dtype, device=device) if compute_db else None
+    weight = weight.contiguous() if weight is not None else None
     cfg = backward_launch(n_rows, n_cols, device, is_rms)
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
@@ -474,7 +501,6 @@ def launch_backward(
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
     dw = dw_partial.sum(0).to(weight.dtype) if compute_dw else None
-    db_dtype = weight.dtype if weight is not None else dx.dtype
     db = db_partial.sum(0).to(db_dtype) if compute_db else None
     return dx, dw, db
 
@@ -528,24 +554,30 @@ def _norm_bwd_op(
     offset: float,
     is_rms: bool,
     compute_dw: bool,
-    compute_db: bool,
+    db_dtype: Optional[torch.dtype],
 ) -> tuple[Tensor, Tensor, Tensor]:
     dx, dw, db = launch_backward(
-        dy, dresidual_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, compute_db
+        dy, dresidual_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, db_dtype
     )
-    empty = dy.new_empty(0)
-    return dx, dw if dw is not None else empty, db if db is not None else empty
+    # Absent gradients come back as distinct empty tensors (outputs of an op may not alias) with the
+    # dtypes the fake below promises.
+    if dw is None:
+        dw = normed_input.new_empty(0, dtype=weight.dtype if weight is not None else normed_input.dtype)
+    if db is None:
+        db = normed_input.new_empty(0, dtype=normed_input.dtype)
+    return dx, dw, db
 
 
 @_norm_bwd_op.register_fake
-def _norm_bwd_fake(dy, dresidual_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, compute_db):
+def _norm_bwd_fake(dy, dresidual_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, db_dtype):
     hidden = normed_input.shape[-1]
-    param_dtype = weight.dtype if weight is not None else normed_input.dtype
     compute_dw = compute_dw and weight is not None
     return (
         torch.empty(normed_input.shape, dtype=normed_input.dtype, device=normed_input.device),
-        normed_input.new_empty(hidden if compute_dw else 0, dtype=param_dtype),
-        normed_input.new_empty(hidden if compute_db else 0, dtype=param_dtype),
+        normed_input.new_empty(hidden if compute_dw else 0,
+                               dtype=weight.dtype if weight is not None else normed_input.dtype),
+        normed_input.new_empty(hidden if db_dtype is not None else 0,
+                               dtype=db_dtype if db_dtype is not None else normed_input.dtype),
     )
 
 
@@ -556,7 +588,7 @@ class _SavedForBackward:
     def save(ctx, x, residual, weight, bias, offset, is_rms, normed_input, mean, rstd):
         ctx.save_for_backward(normed_input, weight, mean, rstd)
         ctx.has_residual = residual is not None
-        ctx.has_bias = bias is not None
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         ctx.offset = offset
         ctx.is_rms = is_rms
 
@@ -569,9 +601,9 @@ class _SavedForBackward:
         if not ctx.has_residual:
             dres_out = None
         compute_dw = weight is not None and ctx.needs_input_grad[2]
-        compute_db = ctx.has_bias and ctx.needs_input_grad[3]
+        db_dtype = ctx.bias_dtype if ctx.needs_input_grad[3] else None
         dx, dw, db = backward(dy, dres_out, normed_input, weight, mean, rstd, ctx.offset, ctx.is_rms,
-                              compute_dw, compute_db)
+                              compute_dw, db_dtype)
         return dx, dx if ctx.has_residual else None, dw, db
 
 
@@ -582,11 +614,11 @@ def _op_setup_context(ctx, inputs, output):
     _SavedForBackward.save(ctx, x, residual, weight, bias, offset, is_rms, normed_input, mean, rstd)
 
 
-def _op_backward_kernel(dy, dres_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, compute_db):
+def _op_backward_kernel(dy, dres_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, db_dtype):
     dx, dw, db = torch.ops.trinix_bench.norm_bwd(
-        dy, dres_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, compute_db
+        dy, dres_out, normed_input, weight, mean, rstd, offset, is_rms, compute_dw, db_dtype
     )
-    return dx, dw if compute_dw else None, db if compute_db else None
+    return dx, dw if compute_dw else None, db if db_dtype is not None else None
 
 
 def _op_backward(ctx, dy, dres_out, _dmean, _drstd):

@@ -25,6 +25,7 @@ AUTO_PROVIDER = "trinix"  # our module with auto dispatch: what users get
 FORCED_PROVIDER = "triton"  # our kernels, forced
 OUR_PROVIDERS = (AUTO_PROVIDER, FORCED_PROVIDER)
 BASELINE_PROVIDER = "pytorch"  # the eager baseline every speedup is measured against
+TORCH_NATIVE_PROVIDER = "torch_native"  # torch.nn.functional.rms_norm
 BEST_OTHER = "best other"  # a reference that is resolved per cell
 
 # Display order; providers the report does not know yet sort after these, alphabetically.
@@ -92,6 +93,19 @@ class Cell:
     def sort_key(self) -> tuple:
         return (self.layer, self.residual, _order(self.mode, MODE_ORDER), _order(self.dtype, DTYPE_ORDER),
                 self.elements, self.config)
+
+    @property
+    def torch_path_provider(self) -> str:
+        """The provider that measures auto dispatch's PyTorch path for this cell.
+
+        On CUDA that path is F.rms_norm for RMSNorm (provider ``torch_native``) and F.layer_norm for
+        LayerNorm (``pytorch``); on the CPU it is the fp32 eager reference, which ``pytorch`` matches.
+        A run without an ok ``torch_native`` row in the cell falls back to ``pytorch``.
+        """
+        record = next(iter(self.records.values()), {})
+        if self.layer == "rmsnorm" and record.get("device") == "cuda" and self.median(TORCH_NATIVE_PROVIDER) is not None:
+            return TORCH_NATIVE_PROVIDER
+        return BASELINE_PROVIDER
 
     def providers(self) -> list[str]:
         return sorted(self.records, key=provider_sort_key)

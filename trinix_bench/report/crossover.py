@@ -2,8 +2,9 @@
 
 trinix picks Triton when rows * hidden >= a per-op threshold (one for inference, one for training;
 see trinix_bench.dispatch). The two paths it chooses between are measured directly: the ``triton``
-provider is the Triton path forced, and the ``pytorch`` provider is the eager PyTorch path that the
-torch backend stands for. For one op and regime (fwd = inference; bwd and full = training):
+provider is the Triton path forced, and the torch backend is the provider ``Cell.torch_path_provider``
+names (F.rms_norm = ``torch_native`` for RMSNorm on CUDA, else ``pytorch``). For one op and regime
+(fwd = inference; bwd and full = training):
 
 * a size S = rows * hidden is a *Triton win* when triton's median beats pytorch's in every cell of
   that size (several configs or dtypes can share a size; a threshold cannot tell them apart, so all
@@ -20,10 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from .cells import BASELINE_PROVIDER, FORCED_PROVIDER, Cell, dispatch_op, regime
+from .cells import FORCED_PROVIDER, Cell, dispatch_op, regime
 
 TRITON_PATH = FORCED_PROVIDER
-TORCH_PATH = BASELINE_PROVIDER
 
 
 def threshold_name(op: str, regime_name: str) -> str:
@@ -93,7 +93,7 @@ class Crossover:
 def points_for(cells: list[Cell]) -> list[Point]:
     points = []
     for cell in cells:
-        triton_ms, torch_ms = cell.median(TRITON_PATH), cell.median(TORCH_PATH)
+        triton_ms, torch_ms = cell.median(TRITON_PATH), cell.median(cell.torch_path_provider)
         if triton_ms is not None and torch_ms is not None:
             points.append(Point(cell, triton_ms, torch_ms))
     return points

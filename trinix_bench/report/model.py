@@ -378,13 +378,14 @@ class _ReportBuilder:
             return f"No ok {AUTO_PROVIDER} row records its dispatch pick, so auto dispatch cannot be judged."
         on_triton = sum(1 for _, b in picks if b == "triton")
         sentence = f"Auto dispatch picked Triton in {on_triton}/{len(picks)} ok {AUTO_PROVIDER} cells"
-        judged = [(c, b) for c, b in picks if c.median(FORCED_PROVIDER) is not None and c.median(BASELINE_PROVIDER) is not None]
+        judged = [(c, b) for c, b in picks
+                  if c.median(FORCED_PROVIDER) is not None and c.median(c.torch_path_provider) is not None]
         if not judged:
-            return sentence + f"; no such cell has ok {FORCED_PROVIDER} and {BASELINE_PROVIDER} rows to judge the pick."
+            return sentence + f"; no such cell has ok rows of {FORCED_PROVIDER} and of the torch path to judge the pick."
         # The cost of a pick = how much faster the path not taken was (1.0 when the pick was right).
         costs = []
         for cell, backend in judged:
-            triton_ms, torch_ms = cell.median(FORCED_PROVIDER), cell.median(BASELINE_PROVIDER)
+            triton_ms, torch_ms = cell.median(FORCED_PROVIDER), cell.median(cell.torch_path_provider)
             taken, other = (triton_ms, torch_ms) if backend == "triton" else (torch_ms, triton_ms)
             costs.append((taken / other, cell))
         wrong = [(cost, cell) for cost, cell in costs if cost > 1.0]
