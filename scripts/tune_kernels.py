@@ -162,6 +162,7 @@ def decode():
         "F.rms_norm fwd": lambda: torch.nn.functional.rms_norm(x, (4096,), w, 1e-6),
         "torch.compile F.rms_norm fwd": lambda: compiled(x, w),
     }
+    enabled_before = nz._LAUNCHES.enabled
     print("| call | fast launch | GPU us (graph) | host us | do_bench us |")
     print("|---|---|---|---|---|")
     for fast in (False, True):
@@ -176,7 +177,7 @@ def decode():
         host_full = _host_us(full, iters=500)
         bench_full = 1e3 * triton.testing.do_bench(full, warmup=25, rep=100, return_mode="median")
         print(f"| ours rms fwd+bwd | {fast} | - | {host_full:.1f} | {bench_full:.1f} |", flush=True)
-    nz._LAUNCHES.enabled = True
+    nz._LAUNCHES.enabled = enabled_before
 
 
 FORWARD_WARPS = (4, 8, 16, 32)

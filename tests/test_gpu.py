@@ -91,7 +91,7 @@ def test_no_recompilation_per_eps_or_row_count():
 
     # Through Triton's own launch path: calls served by the launcher cache never reach Triton's
     # compile step, so they could not show a recompilation.
-    nz._LAUNCHES.enabled = False
+    enabled_before, nz._LAUNCHES.enabled = nz._LAUNCHES.enabled, False
     try:
         w = torch.randn(1024, device=DEVICE, dtype=torch.bfloat16)
         tb.rms_norm(torch.randn(3, 1024, device=DEVICE, dtype=torch.bfloat16), w, backend="triton")
@@ -102,7 +102,7 @@ def test_no_recompilation_per_eps_or_row_count():
             assert relative_error(y, rms_norm_reference(x, w, eps)) < tolerance_for(torch.bfloat16)
         assert _compiled_variants(nz._norm_fwd_kernel) == before
     finally:
-        nz._LAUNCHES.enabled = True
+        nz._LAUNCHES.enabled = enabled_before
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -161,6 +161,7 @@ def test_cached_launcher_matches_triton_launch(op):
     from trinix_bench.ops import normalization as nz
 
     cases = [(1, 4096, 0), (7, 1, 0), (33, 4095, 1), (64, 5120, 8), (5, 70000, 0)]
+    enabled_before = nz._LAUNCHES.enabled
     for rows, hidden, shift in cases:
         base = torch.randn(rows, hidden + shift, device=DEVICE, dtype=torch.bfloat16)
         x = base[:, shift:].detach().requires_grad_()
@@ -177,7 +178,9 @@ def test_cached_launcher_matches_triton_launch(op):
                                         [grads["dy"]] + ([grads["dres"]] if r is not None else []))
                 results.append([y] + [t.grad for t in inputs.values() if t is not None])
             finally:
-                nz._LAUNCHES.enabled = True
+                nz._LAUNCHES.enabled = enabled_before
         for got in results[1:]:
             for a, b in zip(results[0], got):
                 assert torch.equal(a, b), (op, rows, hidden, shift)
+    # The enabled runs must really have gone through the cache, not fallen back to Triton's launch.
+    assert nz._LAUNCHES._compiled, "the cached launcher never served a launch (hooks seen as active?)"
