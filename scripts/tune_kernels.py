@@ -69,6 +69,17 @@ def overhead():
     pstats.Stats(prof).sort_stats("tottime").print_stats(18)
 
 
+def _training_step(op, rows, hidden):
+    """(fwd+bwd call on fresh bf16 leaves through the Triton kernels, the leaves to reset)."""
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    dy = torch.randn_like(x)
+    if op == "rms_norm":
+        return (lambda: tb.rms_norm(x, w, backend="triton").backward(dy)), [x, w]
+    return (lambda: tb.layer_norm(x, w, b, backend="triton").backward(dy)), [x, w, b]
+
+
 BACKWARD_VARIANTS = {
     # name: (RMS single-pass limit, LN single-pass limit, backward warps table, looped chunk, programs/SM)
     "single16k_w16": (16384, 16384, ((1024, 4), (4096, 8), (16384, 16), (65536, 32)), 8192, 2),
@@ -103,18 +114,11 @@ def backward(shapes, variants):
         _apply_variant(*BACKWARD_VARIANTS[name])
         for op in ("rms_norm", "layer_norm"):
             for rows, hidden in shapes:
-                x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-                dy = torch.randn_like(x)
-                if op == "rms_norm":
-                    step, leaves = (lambda: tb.rms_norm(x, w).backward(dy)), [x, w]
-                else:
-                    step, leaves = (lambda: tb.layer_norm(x, w, b).backward(dy)), [x, w, b]
+                step, leaves = _training_step(op, rows, hidden)
                 ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
                 pct = 5 * rows * hidden * 2 / (ms * 1e-3) / (copy_gbps * 1e9) * 100
                 print(f"| {name} | {op} | {rows}x{hidden} | {ms * 1e3:.1f} | {pct:.0f}% |", flush=True)
-                del x, w, b, dy
+                del step, leaves
                 torch.cuda.empty_cache()
 
 
@@ -183,6 +187,14 @@ def decode():
 FORWARD_WARPS = (4, 8, 16, 32)
 
 
+def _forward_call(op, rows, hidden):
+    """A no-argument inference call of ``op`` on fresh bf16 inputs."""
+    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+    return (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
+
+
 def forward(shapes):
     """Forward time (do_bench, no grad) per warps count, for RMSNorm and LayerNorm at each shape."""
     bw_src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)
@@ -196,10 +208,7 @@ def forward(shapes):
     print("|---|---|" + "---|" * len(FORWARD_WARPS))
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
-            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
-            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-            fn = (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
+            fn = _forward_call(op, rows, hidden)
             cells = []
             for warps in FORWARD_WARPS:
                 lc.WARPS_BY_BLOCK_N = ((1 << 30, warps),)
@@ -224,10 +233,7 @@ def forward_looped(shapes):
     lc.LOW_FILL_LOOPED_FWD = {True: (0.0, 8192), False: (0.0, 4096)}  # compare the raw kernels
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
-            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
-            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-            fn = (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
+            fn = _forward_call(op, rows, hidden)
             cells = []
             # The looped chunk is min(LOOPED_BLOCK_N, single-pass limit), so both are set to the chunk.
             for single_limit, chunk in [original] + [(c, c) for c in FORWARD_LOOPED_CHUNKS]:
@@ -279,13 +285,7 @@ def backward_stages(shapes):
     print("|---|---|---|---|---|---|---|")
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
-            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-            dy = torch.randn_like(x)
-            step = (lambda: tb.rms_norm(x, w, backend="triton").backward(dy)) if op == "rms_norm" else (
-                lambda: tb.layer_norm(x, w, b, backend="triton").backward(dy))
-            leaves = [x, w] if op == "rms_norm" else [x, w, b]
+            step, leaves = _training_step(op, rows, hidden)
             for stages in (1, 2, 3):
                 for warps in (None, 8):
                     for per_sm in (1, 2, 4):
@@ -299,7 +299,7 @@ def backward_stages(shapes):
                         pct = 5 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100
                         print(f"| {op} | {rows}x{hidden} | {stages} | {warps or 'table'} | {per_sm} | {ms * 1e3:.1f} | {pct:.0f}% |",
                               flush=True)
-            del x, w, b, dy
+            del step, leaves
             torch.cuda.empty_cache()
     nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM = original_launch, original_per_sm
 

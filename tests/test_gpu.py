@@ -5,11 +5,17 @@ import pytest
 import torch
 
 import trinix_bench as tb
-from helpers import OPS, call, check_op, make_inputs
+from helpers import OPS, backward, call, check_op, make_inputs
 from trinix_bench.reference import relative_error, rms_norm_reference, tolerance_for
 
 pytestmark = pytest.mark.gpu
 DEVICE = "cuda"
+
+
+def _reset_grads(inputs):
+    for t in inputs.values():
+        if t is not None:
+            t.grad = None
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -68,12 +74,8 @@ def test_weight_gradient_bitwise_deterministic(op):
     inputs, grads = make_inputs(op, 8192, 4096, torch.bfloat16, DEVICE, seed=7)
     grads_seen = []
     for _ in range(3):
-        for t in inputs.values():
-            if t is not None:
-                t.grad = None
-        y, r = call(op, inputs, backend="triton")
-        torch.autograd.backward([y] + ([r] if r is not None else []),
-                                [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+        _reset_grads(inputs)
+        backward(call(op, inputs, backend="triton"), grads)
         grads_seen.append(torch.cat([inputs["weight"].grad.float()] +
                                     ([inputs["bias"].grad.float()] if inputs["bias"] is not None else [])))
     assert all(torch.equal(grads_seen[0], g) for g in grads_seen[1:])
@@ -132,15 +134,11 @@ def test_torch_compile_inductor_fullgraph(op):
 
     compiled = torch.compile(fn, fullgraph=True)
     y, r = compiled(inputs)
-    torch.autograd.backward([y] + ([r] if r is not None else []),
-                            [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+    backward((y, r), grads)
     got = {k: v.grad.clone() for k, v in inputs.items() if v is not None}
-    for v in inputs.values():
-        if v is not None:
-            v.grad = None
+    _reset_grads(inputs)
     y2, r2 = fn(inputs)
-    torch.autograd.backward([y2] + ([r2] if r2 is not None else []),
-                            [grads["dy"]] + ([grads["dres"]] if r2 is not None else []))
+    backward((y2, r2), grads)
     assert torch.equal(y, y2)
     for k, g in got.items():
         assert torch.equal(g, inputs[k].grad), k
@@ -170,12 +168,9 @@ def test_cached_launcher_matches_triton_launch(op):
         for enabled in (False, True, True):  # the second True launches from the cache
             nz._LAUNCHES.enabled = enabled
             try:
-                for t in inputs.values():
-                    if t is not None:
-                        t.grad = None
+                _reset_grads(inputs)
                 y, r = call(op, inputs, backend="triton")
-                torch.autograd.backward([y] + ([r] if r is not None else []),
-                                        [grads["dy"]] + ([grads["dres"]] if r is not None else []))
+                backward((y, r), grads)
                 results.append([y] + [t.grad for t in inputs.values() if t is not None])
             finally:
                 nz._LAUNCHES.enabled = enabled_before
