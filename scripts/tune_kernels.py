@@ -304,6 +304,61 @@ def backward_stages(shapes):
     nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM = original_launch, original_per_sm
 
 
+def _launch_variant_row(label, fn, bytes_moved, **bench):
+    """Time one variant (do_bench median, us) and format its us and % of copy; failures (e.g. out of
+    shared memory) are reported, not raised."""
+    try:
+        ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median", **bench)
+        return f"{label} | {ms * 1e3:.1f} | {bytes_moved / (ms * 1e-3) / 4.27e12 * 100:.0f}%"
+    except Exception as exc:
+        return f"{label} | failed: {type(exc).__name__} | -"
+
+
+def backward_pipeline(shapes):
+    """fwd+bwd time with the single-pass backward's row loop software-pipelined (ROW_STAGES: the
+    next rows' x and dy staged through shared memory), by warps and programs per SM; the table's
+    launch first. Each variant replaces ``backward_launch``. (Runs 19-20 also tried a register
+    prefetch of the next row and re-reading w' per row; both lost to or tied with 3 stages and were
+    dropped from the kernel, docs/kernels.md.)"""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.backward_launch
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    print("| op | shape | kernel | warps | stages | programs/SM | full us | % of copy |")
+    print("|---|---|---|---|---|---|---|---|")
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            step, leaves = _training_step(op, rows, hidden)
+            block_n = 1 << (hidden - 1).bit_length()
+            block_m = lc._rows_per_program(block_n)
+            table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
+            variants = [None]  # the table's launch
+            for warps in sorted({table_warps, 32 if block_n >= 16384 else table_warps}):
+                for per_sm in (1, 2):
+                    for stages in (1, 2, 3, 4):
+                        if block_n >= 16384 and per_sm == 2:
+                            continue  # one 16-32 warp program a SM is all the registers allow
+                        variants.append((warps, per_sm, stages))
+            for variant in variants:
+                if variant is None:
+                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm")
+                    label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | {cfg.row_stages} | -"
+                else:
+                    warps, per_sm, stages = variant
+                    row_blocks = -(-rows // block_m)
+                    rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
+                    forced = lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program),
+                                               rows_per_program, stages)
+                    nz.backward_launch = lambda *_, _cfg=forced: _cfg
+                    label = f"single {block_n} | {warps} | {stages} | {per_sm}"
+                try:
+                    row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
+                finally:
+                    nz.backward_launch = table
+                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            del step, leaves
+            torch.cuda.empty_cache()
+
 def host_pieces():
     """Host time of the pieces of one decode-sized inference call."""
     from trinix_bench import dispatch, functional
@@ -329,7 +384,7 @@ def host_pieces():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "host"])
+    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "backward_pipeline", "host"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
@@ -345,6 +400,8 @@ def main():
         looped_variants()
     elif args.probe == "backward_stages":
         backward_stages([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
+    elif args.probe == "backward_pipeline":
+        backward_pipeline([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
     elif args.probe == "host":
         host_pieces()
     else:

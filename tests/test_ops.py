@@ -279,3 +279,27 @@ def test_specialization_key_separates_what_triton_specializes_on():
     # do_not_specialize slots ignore value flags but not the integer width
     assert specialization_key((t, 7, 1e-6), frozenset({1})) == specialization_key((t, 16, 1e-6), frozenset({1}))
     assert specialization_key((t, 2**31, 1e-6), frozenset({1})) != specialization_key((t, 16, 1e-6), frozenset({1}))
+
+
+@pytest.mark.parametrize("row_stages", [1, 3])
+@pytest.mark.parametrize("rows, hidden, blocks_per_strip", [(11, 4097, 4), (101, 97, 2)])
+@pytest.mark.parametrize("op", OPS)
+def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_strip, row_stages, monkeypatch):
+    # The single-pass backward's row loop, pipelined or not, over strips of a few blocks (1 row a
+    # block at 4097 columns, 32 at 97) whose last strip and last block are ragged.
+    import dataclasses
+
+    from trinix_bench.ops import normalization
+
+    table_launch = normalization.backward_launch
+
+    def launch(n_rows, n_cols, device, is_rms):
+        cfg = table_launch(n_rows, n_cols, device, is_rms)
+        rows_per_program = blocks_per_strip * cfg.block_m
+        return dataclasses.replace(cfg, programs=-(-n_rows // rows_per_program), rows_per_program=rows_per_program,
+                                   row_stages=row_stages)
+
+    monkeypatch.setattr(normalization, "backward_launch", launch)
+    inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
+    check_op(op, inputs, grads)
+

@@ -33,6 +33,7 @@ class BackwardLaunch:
     looped: bool
     programs: int  # grid size; each program owns a contiguous strip of rows and one dw partial row
     rows_per_program: int
+    row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
@@ -94,6 +95,17 @@ MAX_ROWS_PER_PROGRAM = 64
 # resident program per SM (RMSNorm 16384x8192: 80 / 78 / 76; LayerNorm: 73 / 70 / 67), the looped
 # kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
 BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
+
+# Software-pipelining depth of the backward's row loop (tl.range num_stages: the next rows' x and
+# dy are staged through shared memory while a row is reduced). scripts/tune_kernels.py
+# backward_pipeline, H200 2026-11-21 (runs 19-20, fwd+bwd % of copy, 1 program/SM):
+# - single-pass up to 8192 columns: 3 stages lift 16384x8192 from 78 to 89% (RMSNorm) and from
+#   65 to 75% (LayerNorm, run 20; 51 -> 85% in run 19); 2 stages lose (76%, 68%), 4 match 3.
+# - single-pass at a 16384-column tile: 3 stages lose (RMSNorm 32768x12288: 68 vs 69%,
+#   131072x16384: 73 vs 77%): x, dy, w and the dw sum already fill the registers there.
+# - looped: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52% at 1 / 2 / 3).
+# (widest single-pass tile that pipelines, stages there, stages otherwise)
+BACKWARD_ROW_STAGES = (8192, 3, 1)
 # Programs per "SM" when the device is the CPU interpreter: it runs programs one after another, so
 # fewer, larger programs are faster and still exercise the multi-program reduction.
 INTERPRETER_PROGRAMS = 2
@@ -129,28 +141,30 @@ def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[i
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool]:
+def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool, int]:
     max_single_pass = MAX_SINGLE_PASS_BWD_RMS if is_rms else MAX_SINGLE_PASS_BWD_LN
+    widest_pipelined, stages, other_stages = BACKWARD_ROW_STAGES
     if hidden > max_single_pass:
-        return LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True
+        return LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True, other_stages
     block_n = _next_power_of_2(hidden)
-    return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False
+    row_stages = stages if block_n <= widest_pipelined else other_stages
+    return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False, row_stages
 
 
 def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool) -> BackwardLaunch:
     """Launch shape for the backward kernel: a grid of row strips, a few per SM."""
-    block_n, block_m, num_warps, looped = _backward_shape(hidden, is_rms)
-    max_programs = _multiprocessors(device) * BACKWARD_PROGRAMS_PER_SM[looped]
+    block_n, block_m, num_warps, looped, row_stages = _backward_shape(hidden, is_rms)
+    max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[looped]
     row_blocks = -(-rows // block_m)
     programs = max(1, min(max_programs, row_blocks))
     # Strips are whole multiples of block_m so that no program has a ragged block in its middle.
     rows_per_program = -(-row_blocks // programs) * block_m
     programs = max(1, -(-rows // rows_per_program))
-    return BackwardLaunch(block_n, block_m, num_warps, looped, programs, rows_per_program)
+    return BackwardLaunch(block_n, block_m, num_warps, looped, programs, rows_per_program, row_stages)
 
 
 @functools.lru_cache(maxsize=None)
-def _multiprocessors(device: torch.device) -> int:
+def multiprocessor_count(device: torch.device) -> int:
     """SM count of a CUDA device; for the CPU interpreter, a small stand-in that still spreads rows
     over several programs."""
     if device.type == "cuda":

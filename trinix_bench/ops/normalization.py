@@ -204,11 +204,15 @@ def _norm_bwd_kernel(
     w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr, row_scratch_ptr,
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
-    COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
-    (the looped kernel's signature is shared so one launch wrapper serves both)."""
+    (the looped kernel's signature is shared so one launch wrapper serves both).
+
+    The row loop is software-pipelined ROW_STAGES deep: the next blocks' x and dy are copied to
+    shared memory while this block is reduced, so a program (one per SM) keeps loads in flight
+    through its reductions instead of stalling on each row's loads."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -217,7 +221,7 @@ def _norm_bwd_kernel(
     w = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
     dw_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     db_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-    for row0 in range(row_start, row_end, BLOCK_M):
+    for row0 in tl.range(row_start, row_end, BLOCK_M, num_stages=ROW_STAGES):
         rows = row0 + tl.arange(0, BLOCK_M)
         row_mask = rows < row_end
         mask = row_mask[:, None] & col_mask[None, :]
@@ -246,7 +250,7 @@ def _norm_bwd_looped_kernel(
     w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr, row_scratch_ptr,
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
-    COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
@@ -261,7 +265,7 @@ def _norm_bwd_looped_kernel(
         row_mask = rows < row_end
         c1_lanes = tl.zeros([1, BLOCK_N], tl.float32)
         c2_lanes = tl.zeros([1, BLOCK_N], tl.float32)
-        for start in range(0, n_cols, BLOCK_N):
+        for start in tl.range(0, n_cols, BLOCK_N, num_stages=ROW_STAGES):
             cols = start + arange
             col_mask = cols < n_cols
             mask = row_mask[:, None] & col_mask[None, :]
@@ -280,7 +284,7 @@ def _norm_bwd_looped_kernel(
         w = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
         dw_acc = tl.zeros([1, BLOCK_N], tl.float32)
         db_acc = tl.zeros([1, BLOCK_N], tl.float32)
-        for row in range(row_start, row_end):
+        for row in tl.range(row_start, row_end, num_stages=ROW_STAGES):
             rows = row + tl.arange(0, 1)
             rows64 = rows.to(tl.int64)
             row_mask = rows < row_end
@@ -504,6 +508,7 @@ def launch_backward(
     flags = dict(
         IS_RMS=is_rms, HAS_DRES=dresidual_out is not None, HAS_WEIGHT=weight is not None,
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        ROW_STAGES=cfg.row_stages,
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
