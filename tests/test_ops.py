@@ -303,3 +303,74 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
     inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
     check_op(op, inputs, grads)
 
+
+def _fake_cuda_launch_setup(monkeypatch, run):
+    """A stand-in kernel and compiled kernel on a pretend CUDA tensor, to drive the cached
+    launcher's bookkeeping on a CPU-only machine. Returns (launcher, kernel calls, args)."""
+    from types import SimpleNamespace
+
+    from trinix_bench.ops import normalization
+
+    compiled = SimpleNamespace(run=run, function=None, packed_metadata=None)
+    calls = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: (calls.append(grid), compiled)[1]
+
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda index: 0, raising=False)
+    monkeypatch.setattr(normalization._CompiledLaunches, "_hooks_active", staticmethod(lambda: False))
+    launcher = normalization._CompiledLaunches()
+    launcher.enabled = True
+    arg = SimpleNamespace(device=SimpleNamespace(type="cuda", index=0))
+    return launcher, Kernel(), calls, (arg, 7, 1.5)
+
+
+def test_cached_launcher_serves_repeat_launches(monkeypatch):
+    runs = []
+    launcher, kernel, calls, args = _fake_cuda_launch_setup(monkeypatch, lambda *a: runs.append(a))
+    for _ in range(3):
+        launcher.launch(kernel, (5,), args, frozenset(), {"BLOCK_N": 64}, 4)
+    # The first launch compiles through Triton; the repeats go straight to the compiled launcher
+    # with a 3-d grid, then the runtime arguments and the constexpr values.
+    assert calls == [(5,)] and len(runs) == 2
+    assert runs[0][:3] == (5, 1, 1) and runs[0][-4:] == (*args, 64)
+
+
+def test_cached_launcher_switches_off_on_an_unknown_launcher_signature(monkeypatch):
+    def incompatible_run(*_):
+        raise TypeError("run() takes 12 positional arguments")
+
+    launcher, kernel, calls, args = _fake_cuda_launch_setup(monkeypatch, incompatible_run)
+    for _ in range(3):
+        launcher.launch(kernel, (5,), args, frozenset(), {"BLOCK_N": 64}, 4)
+    assert not launcher.enabled
+    assert len(calls) == 3  # every launch still happened, through Triton's own path
+
+
+@pytest.mark.parametrize("value, enabled", [(None, True), ("1", True), ("0", False)])
+def test_cached_launcher_switch(monkeypatch, value, enabled):
+    from trinix_bench.ops import normalization
+
+    if value is None:
+        monkeypatch.delenv(normalization._CompiledLaunches.ENV_VAR, raising=False)
+    else:
+        monkeypatch.setenv(normalization._CompiledLaunches.ENV_VAR, value)
+    assert normalization._CompiledLaunches().enabled is enabled
+
+
+def test_cached_launcher_sees_registered_launch_hooks(monkeypatch):
+    # Triton keeps its launch hooks in a chain object that exists even when empty: only a chain
+    # with calls (a profiler) counts as active.
+    from types import SimpleNamespace
+
+    from trinix_bench.ops import normalization
+
+    def knobs(enter_calls):
+        chain = SimpleNamespace(calls=enter_calls)
+        return SimpleNamespace(runtime=SimpleNamespace(launch_enter_hook=chain, launch_exit_hook=SimpleNamespace(calls=[])))
+
+    monkeypatch.setattr(normalization.triton, "knobs", knobs([]), raising=False)
+    assert not normalization._CompiledLaunches._hooks_active()
+    monkeypatch.setattr(normalization.triton, "knobs", knobs([print]), raising=False)
+    assert normalization._CompiledLaunches._hooks_active()
