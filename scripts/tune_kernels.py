@@ -359,47 +359,6 @@ def backward_pipeline(shapes):
             del step, leaves
             torch.cuda.empty_cache()
 
-# (rows a block, chunk columns, warps, programs per SM, stages) of the looped backward
-LOOPED_BACKWARD_VARIANTS = (
-    (1, 4096, 8, 2, 1), (2, 4096, 8, 1, 1), (2, 4096, 8, 2, 1), (4, 2048, 8, 1, 1), (4, 2048, 8, 2, 1),
-    (2, 4096, 16, 1, 1), (4, 4096, 16, 1, 1), (8, 2048, 16, 1, 1), (2, 4096, 8, 1, 2), (4, 2048, 8, 1, 2),
-    (2, 8192, 16, 1, 1),
-)
-
-
-def backward_looped(shapes):
-    """fwd+bwd time of the looped backward by rows a block, chunk width, warps, programs per SM and
-    stages, against the table's launch. Each variant replaces ``backward_launch``."""
-    from trinix_bench.ops import normalization as nz
-
-    table = nz.backward_launch
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
-    print("| op | shape | kernel | rows a block | chunk | warps | stages | programs/SM | full us | % of copy |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for op in ("rms_norm", "layer_norm"):
-        for rows, hidden in shapes:
-            step, leaves = _training_step(op, rows, hidden)
-            for variant in (None, *LOOPED_BACKWARD_VARIANTS):
-                if variant is None:
-                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm")
-                    label = (f"table: {'looped' if cfg.looped else 'single'} | {cfg.block_m} | {cfg.block_n} | "
-                             f"{cfg.num_warps} | {cfg.row_stages} | -")
-                else:
-                    block_m, chunk, warps, per_sm, stages = variant
-                    programs = min(rows, sms * per_sm)
-                    rows_per_program = -(-rows // programs)
-                    forced = lc.BackwardLaunch(chunk, block_m, warps, True, -(-rows // rows_per_program),
-                                               rows_per_program, stages)
-                    nz.backward_launch = lambda *_, _cfg=forced: _cfg
-                    label = f"looped | {block_m} | {chunk} | {warps} | {stages} | {per_sm}"
-                try:
-                    row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
-                finally:
-                    nz.backward_launch = table
-                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
-            del step, leaves
-            torch.cuda.empty_cache()
-
 def host_pieces():
     """Host time of the pieces of one decode-sized inference call."""
     from trinix_bench import dispatch, functional
@@ -425,7 +384,7 @@ def host_pieces():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "backward_pipeline", "backward_looped", "host"])
+    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "backward_pipeline", "host"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
@@ -443,8 +402,6 @@ def main():
         backward_stages([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
     elif args.probe == "backward_pipeline":
         backward_pipeline([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
-    elif args.probe == "backward_looped":
-        backward_looped([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
     elif args.probe == "host":
         host_pieces()
     else:

@@ -304,23 +304,6 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
     check_op(op, inputs, grads)
 
 
-
-@pytest.mark.parametrize("block_m", [1, 2, 4])
-@pytest.mark.parametrize("op", OPS)
-def test_looped_backward_row_blocks(op, block_m, monkeypatch):
-    # The looped backward in 128-column chunks of a 300-column row (the last chunk ragged), blocks
-    # of 1-4 rows, strips of 5 rows (a ragged block inside each strip for 2 and 4) and a ragged last
-    # strip: the partial rows accumulate block by block.
-    from trinix_bench.ops import launch_config, normalization
-
-    def launch(n_rows, n_cols, device, is_rms):
-        return launch_config.BackwardLaunch(block_n=128, block_m=block_m, num_warps=4, looped=True,
-                                            programs=-(-n_rows // 5), rows_per_program=5, row_stages=1)
-
-    monkeypatch.setattr(normalization, "backward_launch", launch)
-    inputs, grads = make_inputs(op, 13, 300, torch.float32, "cpu")
-    check_op(op, inputs, grads)
-
 def _fake_cuda_launch_setup(monkeypatch, run):
     """A stand-in kernel and compiled kernel on a pretend CUDA tensor, to drive the cached
     launcher's bookkeeping on a CPU-only machine. Returns (launcher, kernel calls, args)."""

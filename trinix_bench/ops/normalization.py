@@ -201,13 +201,14 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
 def _norm_bwd_kernel(
     dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-    w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr,
+    w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr, row_scratch_ptr,
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
-    registers, and writes one partial row of each at the end.
+    registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
+    (the looped kernel's signature is shared so one launch wrapper serves both).
 
     The row loop is software-pipelined ROW_STAGES deep: the next blocks' x and dy are copied to
     shared memory while this block is reduced, so a program (one per SM) keeps loads in flight
@@ -246,31 +247,24 @@ def _norm_bwd_kernel(
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
 def _norm_bwd_looped_kernel(
     dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-    w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr,
+    w_ptr, mean_ptr, rstd_ptr, dw_partial_ptr, db_partial_ptr, row_scratch_ptr,
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
 ):
-    """Rows wider than a register tile, BLOCK_M rows at a time. Pass A reduces the block's c1 and
-    c2 chunk by chunk; pass B reads the same rows again (recently read, so from L1/L2 rather than
-    HBM), writes dx and adds the block's dw/db column sums into this program's partial rows."""
+    """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
+    ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
+    rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
     arange = tl.arange(0, BLOCK_N)
-    partial_row = pid.to(tl.int64) * n_cols
-    for start in range(0, n_cols, BLOCK_N):
-        cols = start + arange
-        if COMPUTE_DW:
-            tl.store(dw_partial_ptr + partial_row + cols, tl.zeros([BLOCK_N], tl.float32), mask=cols < n_cols)
-        if COMPUTE_DB:
-            tl.store(db_partial_ptr + partial_row + cols, tl.zeros([BLOCK_N], tl.float32), mask=cols < n_cols)
-    for row0 in range(row_start, row_end, BLOCK_M):
-        rows = row0 + tl.arange(0, BLOCK_M)
+    for row in range(row_start, row_end):
+        rows = row + tl.arange(0, 1)
         rows64 = rows.to(tl.int64)
         row_mask = rows < row_end
-        c1_lanes = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
-        c2_lanes = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+        c1_lanes = tl.zeros([1, BLOCK_N], tl.float32)
+        c2_lanes = tl.zeros([1, BLOCK_N], tl.float32)
         for start in tl.range(0, n_cols, BLOCK_N, num_stages=ROW_STAGES):
             cols = start + arange
             col_mask = cols < n_cols
@@ -280,26 +274,36 @@ def _norm_bwd_looped_kernel(
             g = dy * _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
             c1_lanes += g * xhat
             c2_lanes += g
-        c1 = tl.sum(c1_lanes, axis=1) / n_cols
-        c2 = tl.sum(c2_lanes, axis=1) / n_cols
-        # Pass B's read-modify-write of the partial rows must see the previous block's writes,
-        # whichever threads made them.
-        tl.debug_barrier()
-        for start in tl.range(0, n_cols, BLOCK_N, num_stages=ROW_STAGES):
-            cols = start + arange
-            col_mask = cols < n_cols
+        tl.store(row_scratch_ptr + 2 * rows64, tl.sum(c1_lanes, axis=1) / n_cols)
+        tl.store(row_scratch_ptr + 2 * rows64 + 1, tl.sum(c2_lanes, axis=1) / n_cols)
+    # Pass B reads the scratch that other threads of this program wrote in pass A.
+    tl.debug_barrier()
+    for start in range(0, n_cols, BLOCK_N):
+        cols = start + arange
+        col_mask = cols < n_cols
+        w = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
+        dw_acc = tl.zeros([1, BLOCK_N], tl.float32)
+        db_acc = tl.zeros([1, BLOCK_N], tl.float32)
+        for row in tl.range(row_start, row_end, num_stages=ROW_STAGES):
+            rows = row + tl.arange(0, 1)
+            rows64 = rows.to(tl.int64)
+            row_mask = rows < row_end
             mask = row_mask[:, None] & col_mask[None, :]
             xhat, rstd = _load_xhat(x_ptr, x_stride, mean_ptr, rstd_ptr, rows, rows64, cols, mask, row_mask, IS_RMS)
             dy = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            g = dy * _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
-            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
+            c1 = tl.load(row_scratch_ptr + 2 * rows64)
+            c2 = tl.load(row_scratch_ptr + 2 * rows64 + 1)
+            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, dy * w, xhat, c1, c2, rstd, rows64, cols, mask,
                       IS_RMS, HAS_DRES)
             if COMPUTE_DW:
-                dw_ptrs = dw_partial_ptr + partial_row + cols
-                tl.store(dw_ptrs, tl.load(dw_ptrs, mask=col_mask, other=0.0) + tl.sum(dy * xhat, axis=0), mask=col_mask)
+                dw_acc += dy * xhat
             if COMPUTE_DB:
-                db_ptrs = db_partial_ptr + partial_row + cols
-                tl.store(db_ptrs, tl.load(db_ptrs, mask=col_mask, other=0.0) + tl.sum(dy, axis=0), mask=col_mask)
+                db_acc += dy
+        partial = pid.to(tl.int64) * n_cols + cols
+        if COMPUTE_DW:
+            tl.store(dw_partial_ptr + partial[None, :], dw_acc, mask=col_mask[None, :])
+        if COMPUTE_DB:
+            tl.store(db_partial_ptr + partial[None, :], db_acc, mask=col_mask[None, :])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -395,7 +399,7 @@ def specialization_key(args: tuple, unspecialized: frozenset) -> tuple:
 _LAUNCHES = _CompiledLaunches()
 # Positions of do_not_specialize integers in the kernels' runtime argument lists.
 _FWD_UNSPECIALIZED = frozenset({12})  # n_rows
-_BWD_UNSPECIALIZED = frozenset({13, 15})  # n_rows, rows_per_program
+_BWD_UNSPECIALIZED = frozenset({14, 16})  # n_rows, rows_per_program
 
 
 def _as_rows(t: Tensor, n_cols: int) -> Tensor:
@@ -495,11 +499,12 @@ def launch_backward(
     dx2 = dx.view(n_rows, n_cols)
     dw_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_dw else x2
     db_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_db else x2
+    row_scratch = torch.empty(2 * n_rows, dtype=torch.float32, device=device) if cfg.looped else x2
     kernel = _norm_bwd_looped_kernel if cfg.looped else _norm_bwd_kernel
     args = (
         dy2, dy2.stride(0), x2, x2.stride(0), dres2, dres2.stride(0), dx2, dx2.stride(0),
         weight if weight is not None else x2, mean if (mean is not None and not is_rms) else x2, rstd,
-        dw_partial, db_partial,
+        dw_partial, db_partial, row_scratch,
         n_rows, n_cols, cfg.rows_per_program, float(offset),
     )
     flags = dict(
