@@ -382,31 +382,33 @@ def host_pieces():
         print(f"{name:32s} {_host_us(fn, iters=3000):6.1f} us")
 
 
+# probe name -> (function, whether it takes --shapes)
+PROBES = {
+    "overhead": (overhead, False),
+    "backward": (backward, True),
+    "decode": (decode, False),
+    "forward": (forward, True),
+    "forward_looped": (forward_looped, True),
+    "looped_variants": (looped_variants, False),
+    "backward_stages": (backward_stages, True),
+    "backward_pipeline": (backward_pipeline, True),
+    "host": (host_pieces, False),
+}
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=["overhead", "backward", "decode", "forward", "forward_looped", "looped_variants", "backward_stages", "backward_pipeline", "host"])
+    parser.add_argument("probe", choices=list(PROBES))
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     args = parser.parse_args()
-    if args.probe == "overhead":
-        overhead()
-    elif args.probe == "decode":
-        decode()
-    elif args.probe == "forward":
-        forward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
-    elif args.probe == "forward_looped":
-        forward_looped([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
-    elif args.probe == "looped_variants":
-        looped_variants()
-    elif args.probe == "backward_stages":
-        backward_stages([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
-    elif args.probe == "backward_pipeline":
-        backward_pipeline([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")])
-    elif args.probe == "host":
-        host_pieces()
-    else:
-        backward([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.variants.split(","))
-
+    probe, takes_shapes = PROBES[args.probe]
+    if not takes_shapes:
+        return probe()
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    if args.probe == "backward":
+        return probe(shapes, args.variants.split(","))
+    return probe(shapes)
 
 if __name__ == "__main__":
     main()

@@ -104,8 +104,9 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 # - single-pass at a 16384-column tile: 3 stages lose (RMSNorm 32768x12288: 68 vs 69%,
 #   131072x16384: 73 vs 77%): x, dy, w and the dw sum already fill the registers there.
 # - looped: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52% at 1 / 2 / 3).
-# (widest single-pass tile that pipelines, stages there, stages otherwise)
-BACKWARD_ROW_STAGES = (8192, 3, 1)
+PIPELINED_BWD_MAX_BLOCK_N = 8192  # widest single-pass tile whose row loop is pipelined
+PIPELINED_BWD_ROW_STAGES = 3  # stages of that loop
+UNPIPELINED_ROW_STAGES = 1  # wider single-pass tiles and the looped kernel
 # Programs per "SM" when the device is the CPU interpreter: it runs programs one after another, so
 # fewer, larger programs are faster and still exercise the multi-program reduction.
 INTERPRETER_PROGRAMS = 2
@@ -143,11 +144,11 @@ def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[i
 @functools.lru_cache(maxsize=None)
 def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool, int]:
     max_single_pass = MAX_SINGLE_PASS_BWD_RMS if is_rms else MAX_SINGLE_PASS_BWD_LN
-    widest_pipelined, stages, other_stages = BACKWARD_ROW_STAGES
     if hidden > max_single_pass:
-        return LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True, other_stages
+        return (LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
+                UNPIPELINED_ROW_STAGES)
     block_n = _next_power_of_2(hidden)
-    row_stages = stages if block_n <= widest_pipelined else other_stages
+    row_stages = PIPELINED_BWD_ROW_STAGES if block_n <= PIPELINED_BWD_MAX_BLOCK_N else UNPIPELINED_ROW_STAGES
     return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False, row_stages
 
 
