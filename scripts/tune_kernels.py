@@ -184,41 +184,17 @@ def decode():
     nz._LAUNCHES.enabled = enabled_before
 
 
-FORWARD_WARPS = (4, 8, 16, 32)
-
-
 def _forward_call(op, rows, hidden):
     """A no-argument inference call of ``op`` on fresh bf16 inputs."""
     x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-    return (lambda: tb.rms_norm(x, w)) if op == "rms_norm" else (lambda: tb.layer_norm(x, w, b))
-
-
-def forward(shapes):
-    """Forward time (do_bench, no grad) per warps count, for RMSNorm and LayerNorm at each shape."""
-    bw_src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)
-    bw_dst = torch.empty_like(bw_src)
-    copy_ms = triton.testing.do_bench(lambda: bw_dst.copy_(bw_src), warmup=25, rep=200, return_mode="median")
-    copy_gbps = 4 * bw_src.numel() / (copy_ms * 1e-3) / 1e9
-    del bw_src, bw_dst
-    original = lc.WARPS_BY_BLOCK_N
-    print(f"copy bandwidth {copy_gbps:.0f} GB/s")
-    print("| op | shape | " + " | ".join(f"{w} warps" for w in FORWARD_WARPS) + " |")
-    print("|---|---|" + "---|" * len(FORWARD_WARPS))
-    for op in ("rms_norm", "layer_norm"):
-        for rows, hidden in shapes:
-            fn = _forward_call(op, rows, hidden)
-            cells = []
-            for warps in FORWARD_WARPS:
-                lc.WARPS_BY_BLOCK_N = ((1 << 30, warps),)
-                lc.forward_launch.cache_clear()
-                with torch.no_grad():
-                    ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-                cells.append(f"{ms * 1e3:.1f} ({2 * rows * hidden * 2 / (ms * 1e-3) / (copy_gbps * 1e9) * 100:.0f}%)")
-            print(f"| {op} | {rows}x{hidden} | " + " | ".join(cells) + " |", flush=True)
-    lc.WARPS_BY_BLOCK_N = original
-    lc.forward_launch.cache_clear()
+    if op == "fused_add_rms_norm":
+        r = torch.randn_like(x)
+        return lambda: tb.fused_add_rms_norm(x, r, w, backend="triton")
+    if op == "rms_norm":
+        return lambda: tb.rms_norm(x, w, backend="triton")
+    return lambda: tb.layer_norm(x, w, b, backend="triton")
 
 
 FORWARD_LOOPED_CHUNKS = (2048, 4096, 8192)
@@ -348,7 +324,7 @@ def backward_pipeline(shapes):
                     row_blocks = -(-rows // block_m)
                     rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
                     forced = lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program),
-                                               rows_per_program, stages)
+                                               rows_per_program, stages, lc.DxOperands.HELD_FP32)
                     nz.backward_launch = lambda *_, _cfg=forced: _cfg
                     label = f"single {block_n} | {warps} | {stages} | {per_sm}"
                 try:
@@ -358,6 +334,145 @@ def backward_pipeline(shapes):
                 print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
             del step, leaves
             torch.cuda.empty_cache()
+
+def _single_pass_launch(rows, hidden, warps, per_sm, stages, dx_operands):
+    """A single-pass BackwardLaunch at the row's power-of-two tile, bypassing the tables."""
+    sms = torch.cuda.get_device_properties(0).multi_processor_count
+    block_n = 1 << (hidden - 1).bit_length()
+    block_m = lc._rows_per_program(block_n)
+    row_blocks = -(-rows // block_m)
+    rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
+    return lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program), rows_per_program,
+                             stages, dx_operands)
+
+
+def backward_operands(shapes):
+    """fwd+bwd time of the single-pass backward by what dx is computed from after the row
+    reductions (DxOperands: x, dy held in fp32 / read again / held in bf16), warps and row-loop
+    stages, one program per SM; LayerNorm included at tiles the table sends to the looped kernel.
+    The table's launch first."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.backward_launch
+    print("| op | shape | variant | full us | % of copy |")
+    print("|---|---|---|---|---|")
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            step, leaves = _training_step(op, rows, hidden)
+            block_n = 1 << (hidden - 1).bit_length()
+            table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
+            variants = [None]
+            for stages in (1, 2, 3):
+                for operands in lc.DxOperands:
+                    variants.append((table_warps, stages, operands))
+                    if block_n >= 16384:  # 32 warps: 64 registers a thread (run 26 only)
+                        variants.append((32, stages, operands))
+            for variant in variants:
+                if variant is None:
+                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm")
+                    label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}"
+                else:
+                    warps, stages, operands = variant
+                    forced = _single_pass_launch(rows, hidden, warps, 1, stages, operands)
+                    nz.backward_launch = lambda *_, _cfg=forced: _cfg
+                    label = f"single {block_n} w{warps} s{stages} {operands.name}"
+                try:
+                    row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
+                finally:
+                    nz.backward_launch = table
+                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            del step, leaves
+            torch.cuda.empty_cache()
+
+
+FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
+
+
+def forward_sweep(shapes):
+    """Forward time of every launch worth trying per op and shape: the table's, the single-pass
+    tile at 4-32 warps, and for rows wider than 8192 the looped kernel at 4096/8192 chunks. Each
+    variant replaces ``forward_launch`` (the probes of run 10 set the warps table instead)."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.forward_launch
+    print("| op | shape | variant | us | % of copy |")
+    print("|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        for op, (is_rms, passes) in FORWARD_SWEEP_OPS.items():
+            fn = _forward_call(op, rows, hidden)
+            block_n = 1 << (hidden - 1).bit_length()
+            base = table(hidden, is_rms)
+            variants = {f"table: {'looped' if base.looped else 'single'} {base.block_n} w{base.num_warps}": base}
+            for warps in (4, 8, 16, 32):
+                if block_n // (32 * warps) <= 128:  # at most 128 values a thread
+                    variants[f"single {block_n} w{warps}"] = lc.ForwardLaunch(block_n, base.block_m if not base.looped else 1,
+                                                                          warps, False)
+            if hidden > 8192:
+                for chunk, warps in ((4096, 8), (8192, 8), (8192, 16)):
+                    variants[f"looped {chunk} w{warps}"] = lc.ForwardLaunch(chunk, 1, warps, True)
+            for label, cfg in variants.items():
+                nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
+                try:
+                    with torch.no_grad():
+                        row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
+                finally:
+                    nz.forward_launch = table
+                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            del fn
+            torch.cuda.empty_cache()
+
+
+def kernel_resources():
+    """Registers, spills and shared memory of every kernel the cached launcher compiled so far in
+    this process, with its constexprs (run after other probes, or it runs a few calls itself)."""
+    from trinix_bench.ops import normalization as nz
+
+    if not nz._LAUNCHES._compiled:
+        backward_operands([(16384, 8192)])
+    print("| kernel | warps | constexprs (wrapper order) | regs | spills | shared B |")
+    print("|---|---|---|---|---|---|")
+    for key, compiled in nz._LAUNCHES._compiled.items():
+        kernel, _device, warps = key[:3]
+        # The key holds the constexpr values in the launch wrapper's flag order, then the
+        # per-argument specialization (tuples and types).
+        flags = ",".join(str(v) for v in key[3:] if not isinstance(v, (tuple, type)))
+        print(f"| {kernel.fn.__name__} | {warps} | {flags} | {compiled.n_regs} | {compiled.n_spills} | "
+              f"{compiled.metadata.shared} |")
+
+
+def inductor_code(out_dir):
+    """Write the Triton code torch.compile generates for the peer table's eager references
+    (rms fwd / fwd+bwd, LayerNorm fwd / fwd+bwd) at a few configs into ``out_dir``."""
+    import os
+
+    from torch._inductor.utils import run_and_get_code
+
+    def hf_rms(x, w):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return w * h.to(x.dtype)
+
+    def ln(x, w, b):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], w, b, 1e-5)
+
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "inductor_kernels.py")
+    sink = open(path, "w")
+    for rows, hidden in ((4096, 8192), (32768, 12288), (131072, 16384)):
+        for name, fn, n_params in (("rms", hf_rms, 1), ("ln", ln, 2)):
+            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+            params = [torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+                      for _ in range(n_params)]
+            dy = torch.randn_like(x)
+            compiled = torch.compile(fn, dynamic=False)
+            torch._dynamo.reset()
+            _, codes = run_and_get_code(lambda: compiled(x, *params).backward(dy))
+            for index, code in enumerate(codes):
+                sink.write(f"\n\n# ==== {name} fwd+bwd {rows}x{hidden}, graph {index} ====\n\n{code}")
+            sink.flush()
+            print(f"{name} {rows}x{hidden}: {len(codes)} graphs into {path}", flush=True)
+    sink.close()
+
 
 def host_pieces():
     """Host time of the pieces of one decode-sized inference call."""
@@ -387,28 +502,38 @@ PROBES = {
     "overhead": (overhead, False),
     "backward": (backward, True),
     "decode": (decode, False),
-    "forward": (forward, True),
     "forward_looped": (forward_looped, True),
     "looped_variants": (looped_variants, False),
     "backward_stages": (backward_stages, True),
     "backward_pipeline": (backward_pipeline, True),
     "host": (host_pieces, False),
+    "backward_operands": (backward_operands, True),
+    "forward_sweep": (forward_sweep, True),
+    "resources": (kernel_resources, False),
 }
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=list(PROBES))
+    parser.add_argument("probe", choices=list(PROBES) + ["inductor"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
+    parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
+    parser.add_argument("--then-resources", action="store_true",
+                        help="after the probe, list the resources of the kernels it compiled")
     args = parser.parse_args()
+    if args.probe == "inductor":
+        return inductor_code(args.out_dir)
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:
         return probe()
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     if args.probe == "backward":
-        return probe(shapes, args.variants.split(","))
-    return probe(shapes)
+        probe(shapes, args.variants.split(","))
+    else:
+        probe(shapes)
+    if args.then_resources:
+        kernel_resources()
 
 if __name__ == "__main__":
     main()

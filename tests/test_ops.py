@@ -304,6 +304,41 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
     check_op(op, inputs, grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
+@pytest.mark.parametrize("rows, hidden", [(3, 127), (5, 1000)])
+@pytest.mark.parametrize("op", OPS)
+def test_backward_dx_operands(op, rows, hidden, operands, dtype, monkeypatch):
+    # Each place dx may take x and dy from (held fp32, read again, held in the input dtype and
+    # widened by bit operations for bf16) gives the same gradients, fused ops' residual grad included.
+    import dataclasses
+
+    from trinix_bench.ops import launch_config, normalization
+
+    table_launch = normalization.backward_launch
+
+    def launch(n_rows, n_cols, device, is_rms):
+        cfg = table_launch(n_rows, n_cols, device, is_rms)
+        return dataclasses.replace(cfg, dx_operands=launch_config.DxOperands[operands], row_stages=2)
+
+    monkeypatch.setattr(normalization, "backward_launch", launch)
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
+    check_op(op, inputs, grads)
+
+
+def test_backward_table_holds_16k_rows_narrow_or_reloaded():
+    # The 16384-column tile only fits its registers when x and dy are not held in fp32 (runs 26-27).
+    from trinix_bench.ops.launch_config import DxOperands, backward_launch
+
+    cpu = torch.device("cpu")
+    for hidden in (12288, 16384):
+        rms, ln = backward_launch(4096, hidden, cpu, True), backward_launch(4096, hidden, cpu, False)
+        assert not rms.looped and rms.dx_operands is DxOperands.HELD_NARROW
+        assert not ln.looped and ln.dx_operands is DxOperands.RELOADED
+    assert backward_launch(4096, 8192, cpu, False).dx_operands is DxOperands.HELD_FP32
+    assert backward_launch(4096, 16385, cpu, True).looped
+
+
 def _fake_cuda_launch_setup(monkeypatch, run):
     """A stand-in kernel and compiled kernel on a pretend CUDA tensor, to drive the cached
     launcher's bookkeeping on a CPU-only machine. Returns (launcher, kernel calls, args)."""

@@ -6,14 +6,23 @@ selection functions only look rows up. docs/kernels.md holds the measurements.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import functools
-from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 
-@dataclass(frozen=True)
+class DxOperands(enum.IntEnum):
+    """Where the single-pass backward takes x and dy from for dx, after the row reductions."""
+
+    HELD_FP32 = 0  # kept in registers as fp32
+    RELOADED = 1  # read again; the first read leaves the lines in L1/L2
+    HELD_NARROW = 2  # kept in registers in the input dtype, widened again
+
+
+@dataclasses.dataclass(frozen=True)
 class ForwardLaunch:
     """How the forward kernel covers a (rows, hidden) problem."""
 
@@ -23,7 +32,7 @@ class ForwardLaunch:
     looped: bool  # hidden > block_n: two passes over each row in block_n chunks
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class BackwardLaunch:
     """How the backward kernel covers a (rows, hidden) problem."""
 
@@ -34,19 +43,20 @@ class BackwardLaunch:
     programs: int  # grid size; each program owns a contiguous strip of rows and one dw partial row
     rows_per_program: int
     row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
+    dx_operands: DxOperands  # single pass: where dx takes x and dy from
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
 # thread, which ptxas keeps without spilling (the same single-pass limit Liger-Kernel uses).
 MAX_SINGLE_PASS_FWD = 65536
 # Widest row the backward keeps whole in registers, by op. It holds x, dy, w and the dw sum per
-# column, LayerNorm also the db sum. scripts/tune_kernels.py backward, H200 2026-11-20 (fwd+bwd,
-# % of copy, docs/kernels.md): RMSNorm single-pass at 16 warps beat the looped kernel at 12288
-# (66% vs 62%) and 16384 (76% vs 67%); LayerNorm single-pass spilled there (7% and 9%) while the
-# looped kernel reached 60% and 65%. At 8192 only the single-pass kernel was measured (78% RMSNorm,
-# 70% LayerNorm), so LayerNorm's limit rests on the 12288/16384 points.
+# column, LayerNorm also the db sum. At a 16384-column tile that only fits when x and dy are not
+# held in fp32 across the row reductions (BACKWARD_SINGLE_PASS below). scripts/tune_kernels.py
+# backward_operands, H200 2026-11-21 (runs 26-27, fwd+bwd % of copy): single-pass at 16384 beat the
+# looped kernel for RMSNorm (32768x12288: 84 vs 69%, 131072x16384: 93 vs 76%) and for LayerNorm
+# (66 vs 60%, 79 vs 65%). Beyond 16384 only the looped kernel has been measured.
 MAX_SINGLE_PASS_BWD_RMS = 16384
-MAX_SINGLE_PASS_BWD_LN = 8192
+MAX_SINGLE_PASS_BWD_LN = 16384
 # Chunk width of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is 16 values
 # a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat 4096 and
 # 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us).
@@ -65,14 +75,20 @@ LOW_FILL_MIN_HIDDEN = 8192
 # warps for every wide shape (LayerNorm 16384: 65% vs 63%; RMSNorm 16384: 67% vs 64%).
 LOOPED_BLOCK_N_BWD = 4096
 
-# (largest block_n, num_warps): warps grow with the row width so that each thread keeps a small,
-# fixed number of elements in flight (Liger-Kernel's calculate_settings steps, a public fact).
-WARPS_BY_BLOCK_N = (
-    (1024, 4),
-    (4096, 8),
-    (16384, 16),
-    (65536, 32),
-)
+# Forward warps by op: (largest block_n, num_warps). scripts/tune_kernels.py forward_sweep, H200
+# 2026-11-21 (run 28, us, every launch forced; fused add follows RMSNorm and was flat within 1%
+# across 4-16 warps at every width):
+# - 4096 columns (2048x4096): 8 warps best for both (RMS 13.9 vs 14.2-15.3, LN 14.8 vs 15.4-16.1).
+# - 8192: RMSNorm 16 (16384x8192: 134.1 vs 135.6 at 8, 168.7 at 32); LayerNorm 8 (135.1 vs 147.7
+#   at 16; 4096x8192 40.3 vs 42.8; 8192x7168 66.5 vs 75.0).
+# - 16384: 8 for both (RMS 131072x16384: 2018.8 vs 2074.3 at 16, 32768x14336: 457.4 vs 477.3;
+#   LN 2116.5 vs 2169.6, 499.8 vs 509.3).
+# - 32768: RMSNorm 16 (4096x28672: 131.7 vs 137.7 at 32); LayerNorm 32 (163.6 vs 165.9 at 16).
+# - up to 1024 and 65536: Liger-Kernel's public calculate_settings steps, not swept here.
+FORWARD_WARPS_BY_BLOCK_N = {
+    True: ((1024, 4), (4096, 8), (8192, 16), (16384, 8), (32768, 16), (65536, 32)),  # RMSNorm
+    False: ((1024, 4), (4096, 8), (8192, 8), (16384, 8), (32768, 32), (65536, 32)),  # LayerNorm
+}
 
 # Backward warps by row width. Same sweep: 32 warps at 16384 lost to 16 (RMSNorm 72% vs 76%;
 # a 1024-thread program caps ptxas at 64 registers a thread). The 4 and 8 warp steps are Liger-
@@ -96,17 +112,28 @@ MAX_ROWS_PER_PROGRAM = 64
 # kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
 BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 
-# Software-pipelining depth of the backward's row loop (tl.range num_stages: the next rows' x and
-# dy are staged through shared memory while a row is reduced). scripts/tune_kernels.py
-# backward_pipeline, H200 2026-11-21 (runs 19-20, fwd+bwd % of copy, 1 program/SM):
-# - single-pass up to 8192 columns: 3 stages lift 16384x8192 from 78 to 89% (RMSNorm) and from
-#   65 to 75% (LayerNorm, run 20; 51 -> 85% in run 19); 2 stages lose (76%, 68%), 4 match 3.
-# - single-pass at a 16384-column tile: 3 stages lose (RMSNorm 32768x12288: 68 vs 69%,
-#   131072x16384: 73 vs 77%): x, dy, w and the dw sum already fill the registers there.
-# - looped: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52% at 1 / 2 / 3).
-PIPELINED_BWD_MAX_BLOCK_N = 8192  # widest single-pass tile whose row loop is pipelined
-PIPELINED_BWD_ROW_STAGES = 3  # stages of that loop
-UNPIPELINED_ROW_STAGES = 1  # wider single-pass tiles and the looped kernel
+# The single-pass backward's row loop by op and tile width: (largest block_n, row-loop stages,
+# where dx takes x and dy from). Stages software-pipeline the loop (tl.range num_stages: the next
+# rows' x and dy are staged through shared memory while a row is reduced).
+# scripts/tune_kernels.py backward_pipeline / backward_operands, H200, fwd+bwd % of copy, one
+# program per SM:
+# - up to 8192 columns: 3 stages with x and dy held in fp32 lift 16384x8192 from 78 to 89-90%
+#   (RMSNorm) and from 65-72 to 84% (LayerNorm) (runs 19-20, 26-27); 2 stages lose (76%, 68%),
+#   4 match 3; reading x and dy again or holding them narrow tie or lose there (RMS 90 / 90%, LN
+#   82 / 83%, run 26).
+# - 16384 columns (runs 26-27): held in fp32, x, dy, w and the sums spill at any stage count (RMS
+#   32768x12288 67-70%, 131072x16384 69-77%; LN 7-38%). RMSNorm: held narrow, 1 stage, 84 / 93%
+#   (2-3 stages spill again: 64-71%); LayerNorm: read again, 2 stages, 66 / 79% (held narrow
+#   spills: 46-68%; read again at 3 stages is out of shared memory). All measured in bf16; held
+#   narrow only saves registers for 16-bit inputs, and its bit-level widening is bf16's (fp16 and
+#   fp32 rows take plain conversions, where the compiler may keep fp32 copies as before).
+BACKWARD_SINGLE_PASS = {
+    True: ((8192, 3, DxOperands.HELD_FP32), (16384, 1, DxOperands.HELD_NARROW)),  # RMSNorm
+    False: ((8192, 3, DxOperands.HELD_FP32), (16384, 2, DxOperands.RELOADED)),  # LayerNorm
+}
+# The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
+# at 1 / 2 / 3, run 20).
+LOOPED_BWD_ROW_STAGES = 1
 # Programs per "SM" when the device is the CPU interpreter: it runs programs one after another, so
 # fewer, larger programs are faster and still exercise the multi-program reduction.
 INTERPRETER_PROGRAMS = 2
@@ -116,11 +143,16 @@ def _next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
-def _warps_for(block_n: int, table=WARPS_BY_BLOCK_N) -> int:
-    for limit, warps in table:
-        if block_n <= limit:
-            return warps
-    return table[-1][1]
+def _row_for(block_n: int, table: tuple) -> tuple:
+    """The first row of a (largest block_n, ...) table that covers block_n, else the last."""
+    for row in table:
+        if block_n <= row[0]:
+            return row
+    return table[-1]
+
+
+def _warps_for(block_n: int, table) -> int:
+    return _row_for(block_n, table)[1]
 
 
 def _rows_per_program(block_n: int) -> int:
@@ -131,37 +163,41 @@ def _rows_per_program(block_n: int) -> int:
 def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[int] = None) -> ForwardLaunch:
     """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes."""
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
+    warps = FORWARD_WARPS_BY_BLOCK_N[is_rms]
     if hidden > max_single_pass:
         block_n = min(LOOPED_BLOCK_N, max_single_pass)
-        return ForwardLaunch(block_n=block_n, block_m=1, num_warps=_warps_for(block_n), looped=True)
+        return ForwardLaunch(block_n=block_n, block_m=1, num_warps=_warps_for(block_n, warps), looped=True)
     block_n = _next_power_of_2(hidden)
     fill_limit, chunk = LOW_FILL_LOOPED_FWD[is_rms]
     if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
-        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=_warps_for(chunk), looped=True)
-    return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=_warps_for(block_n), looped=False)
+        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=_warps_for(chunk, warps), looped=True)
+    return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=_warps_for(block_n, warps),
+                         looped=False)
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_shape(hidden: int, is_rms: bool) -> tuple[int, int, int, bool, int]:
+def _backward_shape(hidden: int, is_rms: bool) -> BackwardLaunch:
+    """The launch without its grid (programs, rows_per_program are filled in per call)."""
     max_single_pass = MAX_SINGLE_PASS_BWD_RMS if is_rms else MAX_SINGLE_PASS_BWD_LN
     if hidden > max_single_pass:
-        return (LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
-                UNPIPELINED_ROW_STAGES)
+        return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
+                              0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
-    row_stages = PIPELINED_BWD_ROW_STAGES if block_n <= PIPELINED_BWD_MAX_BLOCK_N else UNPIPELINED_ROW_STAGES
-    return block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False, row_stages
+    _, row_stages, dx_operands = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
+    return BackwardLaunch(block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False,
+                          0, 0, row_stages, dx_operands)
 
 
 def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool) -> BackwardLaunch:
     """Launch shape for the backward kernel: a grid of row strips, a few per SM."""
-    block_n, block_m, num_warps, looped, row_stages = _backward_shape(hidden, is_rms)
-    max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[looped]
-    row_blocks = -(-rows // block_m)
+    shape = _backward_shape(hidden, is_rms)
+    max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[shape.looped]
+    row_blocks = -(-rows // shape.block_m)
     programs = max(1, min(max_programs, row_blocks))
     # Strips are whole multiples of block_m so that no program has a ragged block in its middle.
-    rows_per_program = -(-row_blocks // programs) * block_m
+    rows_per_program = -(-row_blocks // programs) * shape.block_m
     programs = max(1, -(-rows // rows_per_program))
-    return BackwardLaunch(block_n, block_m, num_warps, looped, programs, rows_per_program, row_stages)
+    return dataclasses.replace(shape, programs=programs, rows_per_program=rows_per_program)
 
 
 @functools.lru_cache(maxsize=None)

@@ -186,6 +186,15 @@ def _load_xhat(x_ptr, x_stride, mean_ptr, rstd_ptr, rows, rows64, cols, mask, ro
 
 
 @triton.jit
+def _widen_again(v):
+    """v as fp32 through integer bit operations for bf16 (fp32 = bf16 bits << 16); other dtypes
+    through a plain conversion."""
+    if v.dtype == tl.bfloat16:
+        return (v.to(tl.int16, bitcast=True).to(tl.int32) << 16).to(tl.float32, bitcast=True)
+    return v.to(tl.float32)
+
+
+@triton.jit
 def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
               IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr):
     """dx = rstd * (g - xhat * c1 - c2), plus the residual_out gradient when fused."""
@@ -205,6 +214,7 @@ def _norm_bwd_kernel(
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
+    DX_OPERANDS: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
@@ -212,7 +222,13 @@ def _norm_bwd_kernel(
 
     The row loop is software-pipelined ROW_STAGES deep: the next blocks' x and dy are copied to
     shared memory while this block is reduced, so a program (one per SM) keeps loads in flight
-    through its reductions instead of stalling on each row's loads."""
+    through its reductions instead of stalling on each row's loads.
+
+    DX_OPERANDS says where dx = rstd * (g - xhat * c1 - c2) takes x and dy from once the row
+    reductions are done (launch_config.DxOperands): held in registers as fp32 (HELD_FP32), read a
+    second time from L1/L2 (RELOADED; the first read asks the lines to stay), or held in registers
+    in their input dtype and widened again (HELD_NARROW). The last two keep only w' and the dw/db
+    sums live across the reductions, which a 16384-column tile needs to fit its registers."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -226,17 +242,47 @@ def _norm_bwd_kernel(
         row_mask = rows < row_end
         mask = row_mask[:, None] & col_mask[None, :]
         rows64 = rows.to(tl.int64)
-        xhat, rstd = _load_xhat(x_ptr, x_stride, mean_ptr, rstd_ptr, rows, rows64, cols, mask, row_mask, IS_RMS)
-        dy = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-        g = dy * w
-        c1 = tl.sum(g * xhat, axis=1) / n_cols
-        c2 = tl.sum(g, axis=1) / n_cols
-        _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
-                  IS_RMS, HAS_DRES)
-        if COMPUTE_DW:
-            dw_acc += dy * xhat
-        if COMPUTE_DB:
-            db_acc += dy
+        if DX_OPERANDS == 0:  # HELD_FP32
+            xhat, rstd = _load_xhat(x_ptr, x_stride, mean_ptr, rstd_ptr, rows, rows64, cols, mask, row_mask, IS_RMS)
+            dy = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            g = dy * w
+            c1 = tl.sum(g * xhat, axis=1) / n_cols
+            c2 = tl.sum(g, axis=1) / n_cols
+            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
+                      IS_RMS, HAS_DRES)
+            if COMPUTE_DW:
+                dw_acc += dy * xhat
+            if COMPUTE_DB:
+                db_acc += dy
+        else:
+            x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
+                            eviction_policy="evict_last")
+            dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
+                             eviction_policy="evict_last")
+            rstd = tl.load(rstd_ptr + rows, mask=row_mask, other=0.0)
+            if IS_RMS:
+                mean = tl.zeros_like(rstd)
+            else:
+                mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.0)
+            xhat = tl.where(mask, (x_raw.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
+            dy = dy_raw.to(tl.float32)
+            if COMPUTE_DW:
+                dw_acc += dy * xhat
+            if COMPUTE_DB:
+                db_acc += dy
+            g = dy * w
+            c1 = tl.sum(g * xhat, axis=1) / n_cols
+            c2 = tl.sum(g, axis=1) / n_cols
+            if DX_OPERANDS == 1:  # RELOADED
+                x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
+                                eviction_policy="evict_first")
+                dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
+                                 eviction_policy="evict_first")
+            # HELD_NARROW: x_raw and dy_raw stay in registers; widening them by another instruction
+            # sequence keeps the compiler from merging it with the first and holding fp32 copies.
+            xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
+            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
+                      rows64, cols, mask, IS_RMS, HAS_DRES)
     partial = pid.to(tl.int64) * n_cols + cols
     if COMPUTE_DW:
         tl.store(dw_partial_ptr + partial, tl.sum(dw_acc, axis=0), mask=col_mask)
@@ -251,10 +297,12 @@ def _norm_bwd_looped_kernel(
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
+    DX_OPERANDS: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
-    rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once."""
+    rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once.
+    DX_OPERANDS is unused here."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -510,7 +558,7 @@ def launch_backward(
     flags = dict(
         IS_RMS=is_rms, HAS_DRES=dresidual_out is not None, HAS_WEIGHT=weight is not None,
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        ROW_STAGES=cfg.row_stages,
+        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
