@@ -87,14 +87,14 @@ BACKWARD_VARIANTS = {
     "single16k_w32_1sm": (16384, 16384, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 1),
     "looped8k_w16": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 2),
     "looped4k_w8": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 4096, 2),
-    "chosen": (lc.MAX_SINGLE_PASS_BWD_RMS, lc.MAX_SINGLE_PASS_BWD_LN, lc.BACKWARD_WARPS_BY_BLOCK_N,
+    "chosen": (lc.MAX_SINGLE_PASS_BWD[True, True], lc.MAX_SINGLE_PASS_BWD[False, True], lc.BACKWARD_WARPS_BY_BLOCK_N,
                lc.LOOPED_BLOCK_N_BWD, dict(lc.BACKWARD_PROGRAMS_PER_SM)),
 }
 
 
 def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
-    lc.MAX_SINGLE_PASS_BWD_RMS = max_single_rms
-    lc.MAX_SINGLE_PASS_BWD_LN = max_single_ln
+    lc.MAX_SINGLE_PASS_BWD = {(True, True): max_single_rms, (True, False): max_single_rms,
+                              (False, True): max_single_ln, (False, False): max_single_ln}
     lc.BACKWARD_WARPS_BY_BLOCK_N = warps
     lc.LOOPED_BLOCK_N_BWD = chunk
     lc.BACKWARD_PROGRAMS_PER_SM = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
@@ -317,7 +317,7 @@ def backward_pipeline(shapes):
                         variants.append((warps, per_sm, stages))
             for variant in variants:
                 if variant is None:
-                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm")
+                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
                     label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | {cfg.row_stages} | -"
                 else:
                     warps, per_sm, stages = variant
@@ -369,7 +369,7 @@ def backward_operands(shapes):
                         variants.append((32, stages, operands))
             for variant in variants:
                 if variant is None:
-                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm")
+                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
                     label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}"
                 else:
                     warps, stages, operands = variant

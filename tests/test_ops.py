@@ -293,8 +293,8 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
 
     table_launch = normalization.backward_launch
 
-    def launch(n_rows, n_cols, device, is_rms):
-        cfg = table_launch(n_rows, n_cols, device, is_rms)
+    def launch(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
+        cfg = table_launch(n_rows, n_cols, device, is_rms, element_size, force_looped)
         rows_per_program = blocks_per_strip * cfg.block_m
         return dataclasses.replace(cfg, programs=-(-n_rows // rows_per_program), rows_per_program=rows_per_program,
                                    row_stages=row_stages)
@@ -317,8 +317,8 @@ def test_backward_dx_operands(op, rows, hidden, operands, dtype, monkeypatch):
 
     table_launch = normalization.backward_launch
 
-    def launch(n_rows, n_cols, device, is_rms):
-        cfg = table_launch(n_rows, n_cols, device, is_rms)
+    def launch(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
+        cfg = table_launch(n_rows, n_cols, device, is_rms, element_size, force_looped)
         return dataclasses.replace(cfg, dx_operands=launch_config.DxOperands[operands], row_stages=2)
 
     monkeypatch.setattr(normalization, "backward_launch", launch)
@@ -332,11 +332,41 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
 
     cpu = torch.device("cpu")
     for hidden in (12288, 16384):
-        rms, ln = backward_launch(4096, hidden, cpu, True), backward_launch(4096, hidden, cpu, False)
+        rms, ln = backward_launch(4096, hidden, cpu, True, 2), backward_launch(4096, hidden, cpu, False, 2)
         assert not rms.looped and rms.dx_operands is DxOperands.HELD_NARROW
         assert not ln.looped and ln.dx_operands is DxOperands.RELOADED
-    assert backward_launch(4096, 8192, cpu, False).dx_operands is DxOperands.HELD_FP32
-    assert backward_launch(4096, 16385, cpu, True).looped
+        # fp32 LayerNorm rows would stage four 64 KB tiles: past the shared memory, so looped
+        assert backward_launch(4096, hidden, cpu, False, 4).looped
+    assert backward_launch(4096, 8192, cpu, False, 2).dx_operands is DxOperands.HELD_FP32
+    assert backward_launch(4096, 16385, cpu, True, 2).looped
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_backward_falls_back_to_looped_when_out_of_shared_memory(op, monkeypatch):
+    # A device with less shared memory than the H200 the tables were tuned on: the single-pass
+    # launch raises OutOfResources, the looped kernel answers instead, and later calls of that
+    # shape go straight to it.
+    from triton.runtime.errors import OutOfResources
+
+    from trinix_bench.ops import normalization
+
+    launched = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        launched.append(kernel)
+        if kernel is normalization._norm_bwd_kernel:
+            raise OutOfResources(300000, 232448, "shared memory")
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    monkeypatch.setattr(normalization, "_SINGLE_PASS_TOO_BIG", set())
+    for _ in range(2):
+        inputs, grads = make_inputs(op, 7, 300, torch.float32, "cpu")
+        check_op(op, inputs, grads)
+    backward_kernels = [k for k in launched if k is not normalization._norm_fwd_kernel]
+    assert backward_kernels == [normalization._norm_bwd_kernel, normalization._norm_bwd_looped_kernel,
+                                normalization._norm_bwd_looped_kernel]
 
 
 def _fake_cuda_launch_setup(monkeypatch, run):

@@ -55,8 +55,10 @@ MAX_SINGLE_PASS_FWD = 65536
 # backward_operands, H200 2026-11-21 (runs 26-27, fwd+bwd % of copy): single-pass at 16384 beat the
 # looped kernel for RMSNorm (32768x12288: 84 vs 69%, 131072x16384: 93 vs 76%) and for LayerNorm
 # (66 vs 60%, 79 vs 65%). Beyond 16384 only the looped kernel has been measured.
-MAX_SINGLE_PASS_BWD_RMS = 16384
-MAX_SINGLE_PASS_BWD_LN = 16384
+# LayerNorm with 32-bit inputs stays at 8192: reading x and dy again at 2 stages stages four
+# 64 KB fp32 tiles in shared memory, past the H200's 227 KB (OutOfResources, run 29).
+# (is_rms, 16-bit inputs) -> widest single-pass tile
+MAX_SINGLE_PASS_BWD = {(True, True): 16384, (True, False): 16384, (False, True): 16384, (False, False): 8192}
 # Chunk width of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is 16 values
 # a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat 4096 and
 # 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us).
@@ -176,10 +178,10 @@ def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[i
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_shape(hidden: int, is_rms: bool) -> BackwardLaunch:
+def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: bool) -> BackwardLaunch:
     """The launch without its grid (programs, rows_per_program are filled in per call)."""
-    max_single_pass = MAX_SINGLE_PASS_BWD_RMS if is_rms else MAX_SINGLE_PASS_BWD_LN
-    if hidden > max_single_pass:
+    max_single_pass = MAX_SINGLE_PASS_BWD[is_rms, element_size <= 2]
+    if hidden > max_single_pass or force_looped:
         return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
                               0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
@@ -188,9 +190,12 @@ def _backward_shape(hidden: int, is_rms: bool) -> BackwardLaunch:
                           0, 0, row_stages, dx_operands)
 
 
-def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool) -> BackwardLaunch:
-    """Launch shape for the backward kernel: a grid of row strips, a few per SM."""
-    shape = _backward_shape(hidden, is_rms)
+def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, element_size: int,
+                    force_looped: bool = False) -> BackwardLaunch:
+    """Launch shape for the backward kernel: a grid of row strips, a few per SM. ``element_size``
+    is the byte size of x's dtype; ``force_looped`` picks the looped kernel, whose shared memory
+    needs are small, for a device that cannot fit the single-pass launch."""
+    shape = _backward_shape(hidden, is_rms, element_size, force_looped)
     max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[shape.looped]
     row_blocks = -(-rows // shape.block_m)
     programs = max(1, min(max_programs, row_blocks))

@@ -29,6 +29,8 @@ from typing import Optional
 import torch
 import triton
 import triton.language as tl
+from triton.runtime.errors import OutOfResources
+
 from .launch_config import backward_launch, forward_launch
 
 Tensor = torch.Tensor
@@ -513,6 +515,35 @@ def launch_forward(
     return y, res_out, mean, rstd
 
 
+# (hidden, is_rms, element size, device index) whose single-pass backward ran out of resources.
+_SINGLE_PASS_TOO_BIG: set = set()
+
+
+def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rstd, offset, is_rms, compute_dw,
+                            compute_db):
+    """Launch the backward under ``cfg``; returns the fp32 (dw, db) partial buffers (x2 stands in
+    for one not computed)."""
+    n_rows, n_cols = x2.shape
+    device = x2.device
+    dw_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_dw else x2
+    db_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_db else x2
+    row_scratch = torch.empty(2 * n_rows, dtype=torch.float32, device=device) if cfg.looped else x2
+    kernel = _norm_bwd_looped_kernel if cfg.looped else _norm_bwd_kernel
+    args = (
+        dy2, dy2.stride(0), x2, x2.stride(0), dres2, dres2.stride(0), dx2, dx2.stride(0),
+        weight if weight is not None else x2, mean if (mean is not None and not is_rms) else x2, rstd,
+        dw_partial, db_partial, row_scratch,
+        n_rows, n_cols, cfg.rows_per_program, float(offset),
+    )
+    flags = dict(
+        IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=weight is not None,
+        COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
+    )
+    _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
+    return dw_partial, db_partial
+
+
 def launch_backward(
     dy: Tensor,
     dresidual_out: Optional[Tensor],
@@ -541,26 +572,23 @@ def launch_backward(
         dw = torch.zeros(n_cols, dtype=weight.dtype, device=device) if compute_dw else None
         return dx, dw, torch.zeros(n_cols, dtype=db_dtype, device=device) if compute_db else None
     weight = weight.contiguous() if weight is not None else None
-    cfg = backward_launch(n_rows, n_cols, device, is_rms)
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
-    dx2 = dx.view(n_rows, n_cols)
-    dw_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_dw else x2
-    db_partial = torch.empty((cfg.programs, n_cols), dtype=torch.float32, device=device) if compute_db else x2
-    row_scratch = torch.empty(2 * n_rows, dtype=torch.float32, device=device) if cfg.looped else x2
-    kernel = _norm_bwd_looped_kernel if cfg.looped else _norm_bwd_kernel
-    args = (
-        dy2, dy2.stride(0), x2, x2.stride(0), dres2, dres2.stride(0), dx2, dx2.stride(0),
-        weight if weight is not None else x2, mean if (mean is not None and not is_rms) else x2, rstd,
-        dw_partial, db_partial, row_scratch,
-        n_rows, n_cols, cfg.rows_per_program, float(offset),
-    )
-    flags = dict(
-        IS_RMS=is_rms, HAS_DRES=dresidual_out is not None, HAS_WEIGHT=weight is not None,
-        COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
-    )
-    _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
+    shape_key = (n_cols, is_rms, normed_input.element_size(), device.index)
+    kernel_args = (dy2, dres2, dresidual_out is not None, x2, dx.view(n_rows, n_cols), weight, mean, rstd, offset,
+                   is_rms, compute_dw, compute_db)
+    cfg = backward_launch(n_rows, n_cols, device, is_rms, normed_input.element_size(),
+                          force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
+    try:
+        dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
+    except OutOfResources:
+        if cfg.looped:
+            raise
+        # The single-pass tables were tuned on the H200 (227 KB of shared memory a block); a device
+        # with less takes the looped kernel for this shape from now on.
+        _SINGLE_PASS_TOO_BIG.add(shape_key)
+        cfg = backward_launch(n_rows, n_cols, device, is_rms, normed_input.element_size(), force_looped=True)
+        dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
     dw = dw_partial.sum(0).to(weight.dtype) if compute_dw else None
     db = db_partial.sum(0).to(db_dtype) if compute_db else None
