@@ -206,7 +206,7 @@ def forward_looped(shapes):
     print("|---|---|---|" + "---|" * len(FORWARD_LOOPED_CHUNKS))
     original = (lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N)
     low_fill = lc.LOW_FILL_LOOPED_FWD
-    lc.LOW_FILL_LOOPED_FWD = {True: (0.0, 8192), False: (0.0, 4096)}  # compare the raw kernels
+    lc.LOW_FILL_LOOPED_FWD = {True: (0.0, 8192, 16), False: (0.0, 4096, 8)}  # compare the raw kernels
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
             fn = _forward_call(op, rows, hidden)
@@ -401,14 +401,16 @@ def forward_sweep(shapes):
         for op, (is_rms, passes) in FORWARD_SWEEP_OPS.items():
             fn = _forward_call(op, rows, hidden)
             block_n = 1 << (hidden - 1).bit_length()
-            base = table(hidden, is_rms)
+            base = table(hidden, is_rms, op == "fused_add_rms_norm")
             variants = {f"table: {'looped' if base.looped else 'single'} {base.block_n} w{base.num_warps}": base}
             for warps in (4, 8, 16, 32):
                 if block_n // (32 * warps) <= 128:  # at most 128 values a thread
                     variants[f"single {block_n} w{warps}"] = lc.ForwardLaunch(block_n, base.block_m if not base.looped else 1,
                                                                           warps, False)
-            if hidden > 8192:
-                for chunk, warps in ((4096, 8), (8192, 8), (8192, 16)):
+            if hidden >= 8192:
+                for chunk, warps in ((2048, 4), (4096, 8), (8192, 8), (8192, 16)):
+                    if chunk >= hidden:
+                        continue
                     variants[f"looped {chunk} w{warps}"] = lc.ForwardLaunch(chunk, 1, warps, True)
             for label, cfg in variants.items():
                 nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg

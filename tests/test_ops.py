@@ -187,7 +187,7 @@ def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
     cfg_small = launch_config.forward_launch(2500, False, max_single_pass=512)
     assert cfg_small.looped and cfg_small.block_n == 512
     original = normalization.forward_launch
-    normalization.forward_launch = lambda hidden, is_rms: cfg_small
+    normalization.forward_launch = lambda hidden, is_rms, has_residual: cfg_small
     try:
         y, _, mean, rstd = normalization.launch_forward(x, None, w, None, 1e-5, 0.0, False, True)
     finally:
@@ -200,6 +200,19 @@ def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
     single_error = relative_error(normalization.launch_forward(x, None, w, None, 1e-5, 0.0, False, True)[0], expected)
     assert looped_error < 1e-3 and looped_error <= 2 * single_error + 1e-7, (looped_error, single_error)
     assert relative_error(rstd, 1 / x.double().var(-1, unbiased=False).add(1e-5).sqrt()) < 1e-4
+
+
+def test_fused_add_rms_norm_loops_from_8192_columns():
+    # Pass 2 of the looped kernel re-reads residual_out from L2; it beat the single pass there
+    # (run 30). Unfused RMSNorm and LayerNorm keep the single pass at a full tile.
+    from trinix_bench.ops.launch_config import forward_launch
+
+    assert forward_launch(8192, True, True).looped and forward_launch(8192, True, True).block_n == 4096
+    assert forward_launch(16384, True, True).looped and forward_launch(16384, True, True).block_n == 8192
+    assert not forward_launch(4096, True, True).looped
+    assert not forward_launch(8192, True, False).looped and not forward_launch(8192, False, True).looped
+    inputs, grads = make_inputs("fused_add_rms_norm", 3, 8192, torch.float32, "cpu")
+    check_op("fused_add_rms_norm", inputs, grads)
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 12000), ("fused_add_rms_norm", 12000),

@@ -59,20 +59,32 @@ MAX_SINGLE_PASS_FWD = 65536
 # 64 KB fp32 tiles in shared memory, past the H200's 227 KB (OutOfResources, run 29).
 # (is_rms, 16-bit inputs) -> widest single-pass tile
 MAX_SINGLE_PASS_BWD = {(True, True): 16384, (True, False): 16384, (False, True): 16384, (False, False): 8192}
-# Chunk width of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is 16 values
-# a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat 4096 and
-# 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us).
+# Chunk width and warps of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is
+# 16 values a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat
+# 4096 and 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us),
+# at 16 warps.
 LOOPED_BLOCK_N = 8192
+WIDE_ROW_FWD_WARPS = 16
 # A row that fills little of its power-of-two register tile leaves those registers idle and fewer
-# rows in flight per SM; the looped kernel then wins. Same sweep, % of copy, single-pass vs looped:
-# RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87; 14336 and 28672 (88%):
-# single-pass as good or better (92 vs 92, 80 vs 73). LayerNorm: 18432: 51 vs 73 (4096 chunks);
-# 12288: 81 vs 79, so it stays single-pass.
-# op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, chunk width)
-LOW_FILL_LOOPED_FWD = {True: (0.75, 8192), False: (0.6, 4096)}
+# rows in flight per SM; the looped kernel then wins. forward_looped (2026-11-20), % of copy,
+# single-pass vs looped: RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87;
+# 14336 and 28672 (88%): single-pass as good or better (92 vs 92, 80 vs 73). LayerNorm: 18432:
+# 51 vs 73 (4096 chunks); 12288: 81 vs 79, so it stays single-pass. Chunk warps from
+# forward_sweep run 30 (looped kernel with its cache hints, us): RMSNorm 8192 chunks at 8 warps
+# (32768x12288: 398.8 vs 400.5 at 16; 16384x18432: 304.1 vs 315.8); LayerNorm 4096 at 8
+# (16384x18432: 371.6; 8192 chunks 476.6-481.0).
+# op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, chunk width, warps)
+LOW_FILL_LOOPED_FWD = {True: (0.75, 8192, 8), False: (0.6, 4096, 8)}
 # Below this width a row's tile is small enough that idle lanes cost little (5120 and 7168 were
 # within 1 point of each other single-pass vs looped for RMSNorm).
 LOW_FILL_MIN_HIDDEN = 8192
+# Fused add + RMSNorm loops from 8192 columns whatever the fill: pass 2 re-reads residual_out from
+# L2, and the looped kernel beat the single pass at every width measured (run 30, us):
+# 4096x8192 69.5 vs 70.6, 16384x8192 256.9 vs 264.8 (4096 chunks, 8 warps); 32768x12288 761.3 vs
+# 782.4, 131072x16384 3993.1 vs 4138.1, 16384x18432 574.3 vs 595.4 (8192 chunks, 16 warps).
+# Below 8192 columns it was not measured. (largest hidden, chunk width, warps)
+FUSED_LOOPED_MIN_HIDDEN = 8192
+FUSED_LOOPED_FWD = ((8192, 4096, 8), (MAX_SINGLE_PASS_FWD, 8192, 16))
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
 # warps for every wide shape (LayerNorm 16384: 65% vs 63%; RMSNorm 16384: 67% vs 64%).
 LOOPED_BLOCK_N_BWD = 4096
@@ -162,19 +174,23 @@ def _rows_per_program(block_n: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def forward_launch(hidden: int, is_rms: bool = True, max_single_pass: Optional[int] = None) -> ForwardLaunch:
-    """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes."""
+def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
+                   max_single_pass: Optional[int] = None) -> ForwardLaunch:
+    """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes.
+    ``has_residual``: the fused add variant."""
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
-    warps = FORWARD_WARPS_BY_BLOCK_N[is_rms]
     if hidden > max_single_pass:
         block_n = min(LOOPED_BLOCK_N, max_single_pass)
-        return ForwardLaunch(block_n=block_n, block_m=1, num_warps=_warps_for(block_n, warps), looped=True)
+        return ForwardLaunch(block_n=block_n, block_m=1, num_warps=WIDE_ROW_FWD_WARPS, looped=True)
+    if is_rms and has_residual and hidden >= FUSED_LOOPED_MIN_HIDDEN:
+        _, chunk, warps = _row_for(hidden, FUSED_LOOPED_FWD)
+        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
     block_n = _next_power_of_2(hidden)
-    fill_limit, chunk = LOW_FILL_LOOPED_FWD[is_rms]
+    fill_limit, chunk, warps = LOW_FILL_LOOPED_FWD[is_rms]
     if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
-        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=_warps_for(chunk, warps), looped=True)
-    return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=_warps_for(block_n, warps),
-                         looped=False)
+        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
+    return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n),
+                         num_warps=_warps_for(block_n, FORWARD_WARPS_BY_BLOCK_N[is_rms]), looped=False)
 
 
 @functools.lru_cache(maxsize=None)
