@@ -67,14 +67,20 @@ LOOPED_BLOCK_N = 8192
 WIDE_ROW_FWD_WARPS = 16
 # A row that fills little of its power-of-two register tile leaves those registers idle and fewer
 # rows in flight per SM; the looped kernel then wins. forward_looped (2026-11-20), % of copy,
-# single-pass vs looped: RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87;
-# 14336 and 28672 (88%): single-pass as good or better (92 vs 92, 80 vs 73). LayerNorm: 18432:
-# 51 vs 73 (4096 chunks); 12288: 81 vs 79, so it stays single-pass. Chunk warps from
-# forward_sweep run 30 (looped kernel with its cache hints, us): RMSNorm 8192 chunks at 8 warps
-# (32768x12288: 398.8 vs 400.5 at 16; 16384x18432: 304.1 vs 315.8); LayerNorm 4096 at 8
-# (16384x18432: 371.6; 8192 chunks 476.6-481.0).
-# op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, chunk width, warps)
-LOW_FILL_LOOPED_FWD = {True: (0.75, 8192, 8), False: (0.6, 4096, 8)}
+# single-pass vs looped: RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87.
+# Chunks and warps from forward_sweep run 32 (looped kernel with its cache hints, us), with
+# smaller chunks at more warps as inductor's autotuner picks for these rows:
+# - RMSNorm, 4096 chunks at 16 warps: 32768x12288 378.7 (8192 at 8: 398.8; single 413.7),
+#   16384x18432 292.2 (303.0; single 408.5).
+# - LayerNorm, 2048 chunks: 32768x12288 445.6 at 8 warps (single 464.5; 16 warps 501.1),
+#   16384x18432 351.9 at 16 warps (8 warps 381.7; 4096 at 8: 367.6).
+# - At 88% fill (28672) the looped kernel also won (RMS 127.3 vs 132.6, LN 144.9 vs 162.8 with
+#   4096 chunks at 16 warps) but 14336 was not measured that way, so the limit stays at 75%.
+# op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, ((largest hidden, chunk, warps), ...))
+LOW_FILL_LOOPED_FWD = {
+    True: (0.75, ((MAX_SINGLE_PASS_FWD, 4096, 16),)),
+    False: (0.75, ((12288, 2048, 8), (MAX_SINGLE_PASS_FWD, 2048, 16))),
+}
 # Below this width a row's tile is small enough that idle lanes cost little (5120 and 7168 were
 # within 1 point of each other single-pass vs looped for RMSNorm).
 LOW_FILL_MIN_HIDDEN = 8192
@@ -186,8 +192,9 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
         _, chunk, warps = _row_for(hidden, FUSED_LOOPED_FWD)
         return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
     block_n = _next_power_of_2(hidden)
-    fill_limit, chunk, warps = LOW_FILL_LOOPED_FWD[is_rms]
+    fill_limit, looped_rows = LOW_FILL_LOOPED_FWD[is_rms]
     if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
+        _, chunk, warps = _row_for(hidden, looped_rows)
         return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
     return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n),
                          num_warps=_warps_for(block_n, FORWARD_WARPS_BY_BLOCK_N[is_rms]), looped=False)
