@@ -296,44 +296,46 @@ def backward_pipeline(shapes):
     launch first. Each variant replaces ``backward_launch``. (Runs 19-20 also tried a register
     prefetch of the next row and re-reading w' per row; both lost to or tied with 3 stages and were
     dropped from the kernel, docs/kernels.md.)"""
-    from trinix_bench.ops import normalization as nz
-
-    table = nz.backward_launch
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
     print("| op | shape | kernel | warps | stages | programs/SM | full us | % of copy |")
     print("|---|---|---|---|---|---|---|---|")
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
-            step, leaves = _training_step(op, rows, hidden)
             block_n = 1 << (hidden - 1).bit_length()
-            block_m = lc._rows_per_program(block_n)
             table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
-            variants = [None]  # the table's launch
+            forced = []
             for warps in sorted({table_warps, 32 if block_n >= 16384 else table_warps}):
                 for per_sm in (1, 2):
                     for stages in (1, 2, 3, 4):
                         if block_n >= 16384 and per_sm == 2:
                             continue  # one 16-32 warp program a SM is all the registers allow
-                        variants.append((warps, per_sm, stages))
-            for variant in variants:
-                if variant is None:
-                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
-                    label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | {cfg.row_stages} | -"
-                else:
-                    warps, per_sm, stages = variant
-                    row_blocks = -(-rows // block_m)
-                    rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
-                    forced = lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program),
-                                               rows_per_program, stages, lc.DxOperands.HELD_FP32)
-                    nz.backward_launch = lambda *_, _cfg=forced: _cfg
-                    label = f"single {block_n} | {warps} | {stages} | {per_sm}"
-                try:
-                    row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
-                finally:
-                    nz.backward_launch = table
-                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
-            del step, leaves
-            torch.cuda.empty_cache()
+                        forced.append((f"single {block_n} | {warps} | {stages} | {per_sm}",
+                                       _single_pass_launch(rows, hidden, warps, per_sm, stages,
+                                                           lc.DxOperands.HELD_FP32)))
+            _time_backward_launches(
+                op, rows, hidden, forced,
+                lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | "
+                            f"{cfg.row_stages} | -")
+
+
+def _time_backward_launches(op, rows, hidden, forced, table_label):
+    """Time fwd+bwd (do_bench) under the table's backward launch, then under each (label,
+    BackwardLaunch) of ``forced`` in place of ``backward_launch``; print a table row for each."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.backward_launch
+    step, leaves = _training_step(op, rows, hidden)
+    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
+    for label, launch in [(table_label(cfg), None)] + forced:
+        if launch is not None:
+            nz.backward_launch = lambda *_, _cfg=launch: _cfg
+        try:
+            row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
+        finally:
+            nz.backward_launch = table
+        print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+    del step, leaves
+    torch.cuda.empty_cache()
+
 
 def _single_pass_launch(rows, hidden, warps, per_sm, stages, dx_operands):
     """A single-pass BackwardLaunch at the row's power-of-two tile, bypassing the tables."""
@@ -351,38 +353,22 @@ def backward_operands(shapes):
     reductions (DxOperands: x, dy held in fp32 / read again / held in bf16), warps and row-loop
     stages, one program per SM; LayerNorm included at tiles the table sends to the looped kernel.
     The table's launch first."""
-    from trinix_bench.ops import normalization as nz
-
-    table = nz.backward_launch
     print("| op | shape | variant | full us | % of copy |")
     print("|---|---|---|---|---|")
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
-            step, leaves = _training_step(op, rows, hidden)
             block_n = 1 << (hidden - 1).bit_length()
             table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
-            variants = [None]
+            forced = []
             for stages in (1, 2, 3):
                 for operands in lc.DxOperands:
-                    variants.append((table_warps, stages, operands))
-                    if block_n >= 16384:  # 32 warps: 64 registers a thread (run 26 only)
-                        variants.append((32, stages, operands))
-            for variant in variants:
-                if variant is None:
-                    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
-                    label = f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}"
-                else:
-                    warps, stages, operands = variant
-                    forced = _single_pass_launch(rows, hidden, warps, 1, stages, operands)
-                    nz.backward_launch = lambda *_, _cfg=forced: _cfg
-                    label = f"single {block_n} w{warps} s{stages} {operands.name}"
-                try:
-                    row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
-                finally:
-                    nz.backward_launch = table
-                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
-            del step, leaves
-            torch.cuda.empty_cache()
+                    # 32 warps (64 registers a thread) only at 16384-column tiles (run 26)
+                    for warps in (table_warps, 32) if block_n >= 16384 else (table_warps,):
+                        forced.append((f"single {block_n} w{warps} s{stages} {operands.name}",
+                                       _single_pass_launch(rows, hidden, warps, 1, stages, operands)))
+            _time_backward_launches(
+                op, rows, hidden, forced,
+                lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}")
 
 
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
