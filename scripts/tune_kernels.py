@@ -327,7 +327,7 @@ def _time_backward_launches(op, rows, hidden, forced, table_label):
     cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
     for label, launch in [(table_label(cfg), None)] + forced:
         if launch is not None:
-            nz.backward_launch = lambda *_, _cfg=launch: _cfg
+            nz.backward_launch = lambda *_, _cfg=launch, **__: _cfg
         try:
             row = _launch_variant_row(label, step, 5 * rows * hidden * 2, grad_to_none=leaves)
         finally:
