@@ -580,11 +580,11 @@ def launch_backward(
     weight = weight.contiguous() if weight is not None else None
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
-    shape_key = (n_cols, is_rms, normed_input.element_size(), device.index)
+    element_size = normed_input.element_size()
+    shape_key = (n_cols, is_rms, element_size, device.index)
     kernel_args = (dy2, dres2, dresidual_out is not None, x2, dx.view(n_rows, n_cols), weight, mean, rstd, offset,
                    is_rms, compute_dw, compute_db)
-    cfg = backward_launch(n_rows, n_cols, device, is_rms, normed_input.element_size(),
-                          force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
+    cfg = backward_launch(n_rows, n_cols, device, is_rms, element_size, force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
     try:
         dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
     except OutOfResources:
@@ -593,7 +593,7 @@ def launch_backward(
         # The single-pass tables were tuned on the H200 (227 KB of shared memory a block); a device
         # with less takes the looped kernel for this shape from now on.
         _SINGLE_PASS_TOO_BIG.add(shape_key)
-        cfg = backward_launch(n_rows, n_cols, device, is_rms, normed_input.element_size(), force_looped=True)
+        cfg = backward_launch(n_rows, n_cols, device, is_rms, element_size, force_looped=True)
         dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
     dw = dw_partial.sum(0).to(weight.dtype) if compute_dw else None
