@@ -155,3 +155,18 @@ def test_git_sha_falls_back_to_the_environment_variable(monkeypatch, tmp_path):
     assert environment.git_sha() == "0123abc"
     monkeypatch.delenv(environment.GIT_SHA_ENV_VAR)
     assert environment.git_sha() == "unknown"
+
+
+def test_git_sha_variable_wins_over_stale_git_metadata(monkeypatch):
+    # A copied tree may carry .git of another commit (the H200 copies did, run 35): the SHA the
+    # caller passes is what ran. Without it, HEAD is read.
+    from types import SimpleNamespace
+
+    from trinix_bench.bench import environment
+
+    head = SimpleNamespace(returncode=0, stdout="d9246ade5e8487f70b9c1ee6ad0096e666136736\n")
+    monkeypatch.setattr(environment.subprocess, "run", lambda *a, **k: head)
+    monkeypatch.setenv(environment.GIT_SHA_ENV_VAR, "0123abc")
+    assert environment.git_sha() == "0123abc"
+    monkeypatch.delenv(environment.GIT_SHA_ENV_VAR)
+    assert environment.git_sha() == "d9246ade5e8487f70b9c1ee6ad0096e666136736"

@@ -58,10 +58,14 @@ GIT_SHA_ENV_VAR = "TRINIX_GIT_SHA"
 
 
 def git_sha() -> str:
-    """HEAD of the checkout trinix_bench is imported from; else $TRINIX_GIT_SHA (for a copied tree
-    without git metadata, e.g. a benchmark machine that receives the files only); else "unknown"."""
+    """$TRINIX_GIT_SHA when set (a copied tree whose git metadata, if any, is not the code that
+    runs, e.g. a benchmark machine that receives the working tree only); else HEAD of the checkout
+    trinix_bench is imported from; else "unknown"."""
+    explicit = os.environ.get(GIT_SHA_ENV_VAR, "").strip()
+    if explicit:
+        return explicit
     root = Path(__file__).resolve().parents[2]
-    fallback = os.environ.get(GIT_SHA_ENV_VAR, "").strip() or "unknown"
+    fallback = "unknown"
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
