@@ -484,6 +484,74 @@ def host_pieces():
         print(f"{name:32s} {_host_us(fn, iters=3000):6.1f} us")
 
 
+class _IdentityFunction(torch.autograd.Function):
+    """The floor of a Python autograd.Function: forward and backward do no work."""
+
+    @staticmethod
+    def forward(ctx, x, w):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy, None
+
+
+def host_training():
+    """Host time of the pieces of one decode-sized fwd+bwd call (1x4096 bf16), for the training
+    thresholds: where the ~200 us of an eager Triton fwd+bwd goes, against F.rms_norm's."""
+    from trinix_bench.ops import normalization as nz
+
+    hidden = 4096
+    x = torch.randn(1, hidden, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+    xg, wg, bg = (t.clone().requires_grad_() for t in (x, w, b))
+    dy = torch.randn_like(x)
+    _, _, mean, rstd = nz.launch_forward(x, None, w, b, 1e-6, 0.0, False, True)
+    keep_ours = tb.rms_norm(xg, wg, backend="triton")
+    keep_torch = torch.nn.functional.rms_norm(xg, (hidden,), wg, 1e-6)
+    cfg = lc.backward_launch(1, hidden, x.device, True, 2)
+    partial = torch.randn(cfg.programs, hidden, device="cuda")
+
+    def step(fn):
+        def run():
+            xg.grad = wg.grad = bg.grad = None
+            fn().backward(dy)
+        return run
+
+    pieces = {
+        "torch.empty(1, 4096) bf16": lambda: torch.empty(1, hidden, device="cuda", dtype=torch.bfloat16),
+        "torch.empty(programs, 4096) fp32": lambda: torch.empty(cfg.programs, hidden, device="cuda"),
+        "partial.sum(0)": lambda: partial.sum(0),
+        "partial.sum(0).to(bf16)": lambda: partial.sum(0).to(torch.bfloat16),
+        "backward_launch()": lambda: lc.backward_launch(1, hidden, x.device, True, 2),
+        "launch_forward rms, stats": lambda: nz.launch_forward(x, None, w, None, 1e-6, 0.0, True, True),
+        "launch_backward rms (no autograd)": lambda: nz.launch_backward(dy, None, x, w, rstd, rstd, 0.0, True, True,
+                                                                        None),
+        "launch_backward ln (no autograd)": lambda: nz.launch_backward(dy, None, x, w, mean, rstd, 0.0, False, True,
+                                                                       torch.bfloat16),
+        "identity Function fwd+bwd": step(lambda: _IdentityFunction.apply(xg, wg)),
+        "x * w fwd+bwd (2 ATen nodes)": step(lambda: xg * wg),
+        "ours rms fwd (grad)": lambda: tb.rms_norm(xg, wg, backend="triton"),
+        "ours rms bwd only (retain_graph)": lambda: keep_ours.backward(dy, retain_graph=True),
+        "F.rms_norm bwd only (retain_graph)": lambda: keep_torch.backward(dy, retain_graph=True),
+        "ours rms fwd+bwd": step(lambda: tb.rms_norm(xg, wg, backend="triton")),
+        "F.rms_norm fwd+bwd": step(lambda: torch.nn.functional.rms_norm(xg, (hidden,), wg, 1e-6)),
+        "ours ln fwd+bwd": step(lambda: tb.layer_norm(xg, wg, bg, backend="triton")),
+        "F.layer_norm fwd+bwd": step(lambda: torch.nn.functional.layer_norm(xg, (hidden,), wg, bg, 1e-6)),
+    }
+    for name, fn in pieces.items():
+        print(f"{name:36s} {_host_us(fn, iters=2000):7.1f} us", flush=True)
+    prof = cProfile.Profile()
+    run = step(lambda: tb.rms_norm(xg, wg, backend="triton"))
+    prof.enable()
+    for _ in range(1000):
+        run()
+    torch.cuda.synchronize()
+    prof.disable()
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -494,6 +562,7 @@ PROBES = {
     "backward_stages": (backward_stages, True),
     "backward_pipeline": (backward_pipeline, True),
     "host": (host_pieces, False),
+    "host_training": (host_training, False),
     "backward_operands": (backward_operands, True),
     "forward_sweep": (forward_sweep, True),
     "resources": (kernel_resources, False),
