@@ -99,6 +99,7 @@ def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
     lc.LOOPED_BLOCK_N_BWD = chunk
     lc.BACKWARD_PROGRAMS_PER_SM = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
     lc._backward_shape.cache_clear()
+    lc.backward_launch.cache_clear()
 
 
 def backward(shapes, variants):
@@ -271,6 +272,7 @@ def backward_stages(shapes):
                             return original_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
                         nz._LAUNCHES.launch = launch
                         lc.BACKWARD_PROGRAMS_PER_SM = {False: per_sm, True: per_sm}
+                        lc.backward_launch.cache_clear()
                         ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
                         pct = 5 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100
                         print(f"| {op} | {rows}x{hidden} | {stages} | {warps or 'table'} | {per_sm} | {ms * 1e3:.1f} | {pct:.0f}% |",
@@ -278,6 +280,7 @@ def backward_stages(shapes):
             del step, leaves
             torch.cuda.empty_cache()
     nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM = original_launch, original_per_sm
+    lc.backward_launch.cache_clear()
 
 
 def _launch_variant_row(label, fn, bytes_moved, **bench):

@@ -278,20 +278,35 @@ def test_bias_gradient_keeps_the_bias_dtype(op):
     assert relative_error(inputs["bias"].grad, expected) < tolerance_for(torch.float32)
 
 
-def test_specialization_key_separates_what_triton_specializes_on():
-    from trinix_bench.ops.normalization import specialization_key
+def test_launch_arguments_key_separates_what_triton_specializes_on():
+    from trinix_bench.ops.normalization import launch_arguments
+
+    def key(*args, unspecialized=frozenset()):
+        return launch_arguments(args, unspecialized)[0]
 
     t = torch.randn(64)
-    base = specialization_key((t, 4096, 1e-6), frozenset())
-    assert specialization_key((torch.randn(64), 4096, 1e-6), frozenset()) == base  # same class, new data
-    assert specialization_key((t[1:], 4096, 1e-6), frozenset()) != base  # 4-byte offset: not 16-aligned
-    assert specialization_key((t.half(), 4096, 1e-6), frozenset()) != base  # dtype
-    assert specialization_key((t, 1, 1e-6), frozenset()) != base  # an int equal to 1 is a constant
-    assert specialization_key((t, 4097, 1e-6), frozenset()) != base  # not a multiple of 16
-    assert specialization_key((t, 2**31 + 16, 1e-6), frozenset()) != base  # 64-bit integer
+    base = key(t, 4096, 1e-6)
+    assert key(torch.randn(64), 4096, 1e-6) == base  # same class, new data
+    assert key(t[1:], 4096, 1e-6) != base  # 4-byte offset: not 16-aligned
+    assert key(t.half(), 4096, 1e-6) != base  # dtype
+    assert key(t, 1, 1e-6) != base  # an int equal to 1 is a constant
+    assert key(t, 4097, 1e-6) != base  # not a multiple of 16
+    assert key(t, 2**31 + 16, 1e-6) != base  # 64-bit integer
+    assert key(t, 2**63 + 16, 1e-6) != key(t, 2**31 + 16, 1e-6)  # unsigned 64-bit
     # do_not_specialize slots ignore value flags but not the integer width
-    assert specialization_key((t, 7, 1e-6), frozenset({1})) == specialization_key((t, 16, 1e-6), frozenset({1}))
-    assert specialization_key((t, 2**31, 1e-6), frozenset({1})) != specialization_key((t, 16, 1e-6), frozenset({1}))
+    assert key(t, 7, 1e-6, unspecialized=frozenset({1})) == key(t, 16, 1e-6, unspecialized=frozenset({1}))
+    assert key(t, 2**31, 1e-6, unspecialized=frozenset({1})) != key(t, 16, 1e-6, unspecialized=frozenset({1}))
+
+
+def test_launch_arguments_pass_tensors_as_their_addresses():
+    # The cached launch hands Triton's launcher each tensor's address (it then skips data_ptr()
+    # and the driver's pointer check); other arguments go through unchanged, in order.
+    from trinix_bench.ops.normalization import launch_arguments
+
+    x, w = torch.randn(3, 5), torch.randn(7)
+    _, values = launch_arguments((x, 5, w[2:], 0.5, 3), frozenset({4}))
+    assert values == [x.data_ptr(), 5, w.data_ptr() + 2 * w.element_size(), 0.5, 3]
+    assert all(type(v) in (int, float) for v in values)
 
 
 @pytest.mark.parametrize("row_stages", [1, 3])
@@ -400,7 +415,7 @@ def _fake_cuda_launch_setup(monkeypatch, run):
     monkeypatch.setattr(normalization._CompiledLaunches, "_hooks_active", staticmethod(lambda: False))
     launcher = normalization._CompiledLaunches()
     launcher.enabled = True
-    arg = SimpleNamespace(device=SimpleNamespace(type="cuda", index=0))
+    arg = SimpleNamespace(is_cuda=True, get_device=lambda: 0, dtype=torch.bfloat16, data_ptr=lambda: 4096)
     return launcher, Kernel(), calls, (arg, 7, 1.5)
 
 
@@ -410,9 +425,9 @@ def test_cached_launcher_serves_repeat_launches(monkeypatch):
     for _ in range(3):
         launcher.launch(kernel, (5,), args, frozenset(), {"BLOCK_N": 64}, 4)
     # The first launch compiles through Triton; the repeats go straight to the compiled launcher
-    # with a 3-d grid, then the runtime arguments and the constexpr values.
+    # with a 3-d grid, then the runtime arguments (the tensor as its address) and the constexprs.
     assert calls == [(5,)] and len(runs) == 2
-    assert runs[0][:3] == (5, 1, 1) and runs[0][-4:] == (*args, 64)
+    assert runs[0][:3] == (5, 1, 1) and runs[0][-4:] == (4096, 7, 1.5, 64)
 
 
 def test_cached_launcher_switches_off_on_an_unknown_launcher_signature(monkeypatch):

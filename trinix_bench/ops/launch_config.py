@@ -213,11 +213,14 @@ def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: 
                           0, 0, row_stages, dx_operands)
 
 
+@functools.lru_cache(maxsize=1024)
 def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, element_size: int,
                     force_looped: bool = False) -> BackwardLaunch:
     """Launch shape for the backward kernel: a grid of row strips, a few per SM. ``element_size``
     is the byte size of x's dtype; ``force_looped`` picks the looped kernel, whose shared memory
-    needs are small, for a device that cannot fit the single-pass launch."""
+    needs are small, for a device that cannot fit the single-pass launch. Cached: a training run
+    sees a handful of (rows, hidden) shapes, and building the launch cost ~3 us of host time a
+    backward on the H200 (run 36, scripts/tune_kernels.py host_training)."""
     shape = _backward_shape(hidden, is_rms, element_size, force_looped)
     max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[shape.looped]
     row_blocks = -(-rows // shape.block_m)

@@ -375,7 +375,9 @@ class _CompiledLaunches:
     first call of a specialization goes through Triton as usual and its ``CompiledKernel`` is kept
     under a key made of exactly what Triton specializes on: the constexprs, each pointer's dtype and
     16-byte alignment, and for each specialized integer whether it is 1 or a multiple of 16. Later
-    calls with the same key call the compiled kernel's launcher directly.
+    calls with the same key call the compiled kernel's launcher directly, with each tensor already
+    turned into its device address (``launch_arguments``): Triton's launcher then skips calling
+    ``data_ptr()`` and the driver's pointer check for every tensor argument.
 
     Off under the interpreter (no compiled kernels), whenever Triton launch hooks are set (profilers
     rely on them), and with ``TRINIX_CACHED_LAUNCH=0``. tests/test_gpu.py checks on a GPU that the
@@ -405,51 +407,59 @@ class _CompiledLaunches:
     def launch(self, kernel, grid, args: tuple, unspecialized: frozenset, constexprs: dict, num_warps: int):
         """``kernel[grid](*args, **constexprs, num_warps=...)``, through the cache when possible.
 
-        ``args`` are the runtime arguments in signature order (tensors, ints, floats);
-        ``unspecialized`` holds the positions of the integers in the kernel's do_not_specialize.
+        ``args`` are the runtime arguments in signature order (tensors, ints, floats), all tensors
+        on the device of ``args[0]``; ``unspecialized`` holds the positions of the integers in the
+        kernel's do_not_specialize.
         """
-        device = args[0].device
-        if not self.enabled or device.type != "cuda" or self._hooks_active():
+        first = args[0]
+        if not self.enabled or not first.is_cuda or self._hooks_active():
             return kernel[grid](*args, **constexprs, num_warps=num_warps)
-        key = (kernel, device.index, num_warps, *constexprs.values(), *specialization_key(args, unspecialized))
+        device_index = first.get_device()
+        key, values = launch_arguments(args, unspecialized)
+        key = (kernel, device_index, num_warps, *constexprs.values(), *key)
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = kernel[grid](*args, **constexprs, num_warps=num_warps)
             self._compiled[key] = compiled
             return compiled
-        stream = torch._C._cuda_getCurrentRawStream(device.index)  # what Triton's own launch reads
+        stream = torch._C._cuda_getCurrentRawStream(device_index)  # what Triton's own launch reads
         grid = tuple(grid) + (1,) * (3 - len(grid))
         try:
             compiled.run(grid[0], grid[1], grid[2], stream, compiled.function, compiled.packed_metadata, None, None,
-                         None, *args, *constexprs.values())
+                         None, *values, *constexprs.values())
         except TypeError:  # a Triton whose launcher signature differs: use its own launch from now on
             self.enabled = False
             return kernel[grid](*args, **constexprs, num_warps=num_warps)
         return compiled
 
 
-def _int_class(value: int) -> str:
-    """The integer type Triton compiles a Python int argument as."""
-    if -(2**31) <= value < 2**31:
-        return "i32"
-    return "u64" if value >= 2**63 else "i64"
+_INT32_MIN, _INT32_END, _INT64_END = -(2**31), 2**31, 2**63
 
 
-def specialization_key(args: tuple, unspecialized: frozenset) -> tuple:
-    """What Triton specializes a launch on, per runtime argument: a tensor's dtype and 16-byte
-    alignment; an int's type (i32 / i64 / u64) and, unless it is in ``unspecialized``
-    (do_not_specialize), whether it equals 1 (then a constant) or is a multiple of 16; for any
-    other argument its type."""
+def launch_arguments(args: tuple, unspecialized: frozenset) -> tuple[tuple, list]:
+    """(what Triton specializes a launch on, the argument values to launch with).
+
+    Per argument: a tensor gives its dtype and whether its address is 16-byte aligned, and is
+    launched as that address; an int gives the type Triton compiles it as (i32 / i64 / u64) and,
+    unless its position is in ``unspecialized`` (do_not_specialize), whether it equals 1 (then a
+    constant) or is a multiple of 16; any other argument gives its type. One pass over the
+    arguments: this runs on every cached launch."""
     key = []
+    values = []
     for position, arg in enumerate(args):
-        if isinstance(arg, Tensor):
-            key.append((arg.dtype, arg.data_ptr() % 16 == 0))
-        elif isinstance(arg, int) and not isinstance(arg, bool):
-            flags = None if position in unspecialized else (arg == 1, arg % 16 == 0)
-            key.append((_int_class(arg), flags))
-        else:
-            key.append(type(arg))
-    return tuple(key)
+        kind = type(arg)
+        if kind is int:
+            width = "i32" if _INT32_MIN <= arg < _INT32_END else ("u64" if arg >= _INT64_END else "i64")
+            key.append((width, None if position in unspecialized else (arg == 1, not arg & 15)))
+            values.append(arg)
+        elif kind is float or kind is bool:
+            key.append(kind)
+            values.append(arg)
+        else:  # a tensor (or a subclass such as nn.Parameter)
+            address = arg.data_ptr()
+            key.append((arg.dtype, not address & 15))
+            values.append(address)
+    return tuple(key), values
 
 
 _LAUNCHES = _CompiledLaunches()
@@ -460,6 +470,8 @@ _BWD_UNSPECIALIZED = frozenset({14, 16})  # n_rows, rows_per_program
 
 def _as_rows(t: Tensor, n_cols: int) -> Tensor:
     """A 2-D (rows, n_cols) view with unit column stride; copies only when no such view exists."""
+    if t.dim() == 2 and t.stride(1) == 1:  # already rows (a view costs host time at decode sizes)
+        return t
     if t.stride(-1) == 1:
         try:
             return t.view(-1, n_cols)
@@ -488,8 +500,9 @@ def launch_forward(
     # The kernels read parameters at unit stride (a strided view such as w[::2] would be misread).
     weight = weight.contiguous() if weight is not None else None
     bias = bias.contiguous() if bias is not None else None
-    y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    res_out = torch.empty(x.shape, dtype=x.dtype, device=x.device) if residual is not None else None
+    # empty_like parses fewer arguments than empty(shape, dtype=, device=): ~half the host time
+    y = torch.empty_like(x, memory_format=torch.contiguous_format)
+    res_out = torch.empty_like(x, memory_format=torch.contiguous_format) if residual is not None else None
     # Inference writes no statistics, so nothing is allocated for them (each torch.empty is ~2 us
     # of host time at decode sizes); callers that must return tensors substitute empty ones.
     rstd = torch.empty(n_rows, dtype=torch.float32, device=x.device) if store_stats else None
@@ -497,9 +510,9 @@ def launch_forward(
     if n_rows == 0:
         return y, res_out, mean, rstd
     cfg = forward_launch(n_cols, is_rms, residual is not None)
-    y2 = y.view(n_rows, n_cols)
+    y2 = _as_rows(y, n_cols)
     r2 = _as_rows(residual, n_cols) if residual is not None else x2
-    ro2 = res_out.view(n_rows, n_cols) if res_out is not None else x2
+    ro2 = _as_rows(res_out, n_cols) if res_out is not None else x2
     # Absent tensors get x2 as a placeholder pointer: their constexpr flags keep them untouched.
     args = (
         x2, x2.stride(0), r2, r2.stride(0), ro2, ro2.stride(0), y2, y2.stride(0),
@@ -516,7 +529,7 @@ def launch_forward(
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
-        grid = (triton.cdiv(n_rows, cfg.block_m),)
+        grid = (-(-n_rows // cfg.block_m),)  # ceil; triton.cdiv is a slow constexpr function in newer Triton
         _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     return y, res_out, mean, rstd
 
@@ -572,7 +585,7 @@ def launch_backward(
     x2 = _as_rows(normed_input, n_cols)
     n_rows = x2.shape[0]
     device = normed_input.device
-    dx = torch.empty(normed_input.shape, dtype=normed_input.dtype, device=device)
+    dx = torch.empty_like(normed_input, memory_format=torch.contiguous_format)
     compute_dw = compute_dw and weight is not None
     if n_rows == 0:
         dw = torch.zeros(n_cols, dtype=weight.dtype, device=device) if compute_dw else None
@@ -582,7 +595,7 @@ def launch_backward(
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
     element_size = normed_input.element_size()
     shape_key = (n_cols, is_rms, element_size, device.index)
-    kernel_args = (dy2, dres2, dresidual_out is not None, x2, dx.view(n_rows, n_cols), weight, mean, rstd, offset,
+    kernel_args = (dy2, dres2, dresidual_out is not None, x2, _as_rows(dx, n_cols), weight, mean, rstd, offset,
                    is_rms, compute_dw, compute_db)
     cfg = backward_launch(n_rows, n_cols, device, is_rms, element_size, force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
     try:
