@@ -37,23 +37,24 @@ class DispatchThresholds:
     gradient, since the autograd round trip has its own fixed cost.
     """
 
-    # scripts/measure_dispatch.py on the H200, 2026-11-20, bf16, commit 27b6c29 (best of three
-    # do_bench medians per size; docs/results/h200/dispatch_profile*.json, docs/dispatch.md).
-    # Inference: Triton at least as fast as the PyTorch path (F.rms_norm / F.layer_norm) from the
-    # smallest size, 1x4096, up (1x4096 rms_norm: 4.7 vs 10.6 us); fused add + RMSNorm only from
-    # 512x4096 (2.1M): below it the Triton call's ~39 us of host time is no longer hidden behind
-    # do_bench's L2 flush and x + r then F.rms_norm measured 11.5-12.9 us against 13.1-15.8 us.
+    # scripts/measure_dispatch.py on the H200, 2026-11-21, bf16, commit d2cd7d6 (best of three
+    # do_bench medians per size; docs/results/h200/dispatch_profile*.json, docs/dispatch.md). A
+    # second measurement in the next device run (run 38) gave the same eight thresholds.
+    # Inference: Triton at least as fast as the PyTorch path (F.rms_norm / F.layer_norm, fused: x + r
+    # first) from the smallest size, 1x4096, up (rms_norm 5.0 vs 10.6 us; fused add + RMSNorm 5.0 vs
+    # 11.8 us, which lost at 1x4096-128x4096 before the launch wrappers' host time was cut).
     rms_norm_min_elements: int = 4096
     layer_norm_min_elements: int = 4096
-    fused_add_rms_norm_min_elements: int = 2_097_152
+    fused_add_rms_norm_min_elements: int = 4096
     fused_add_layer_norm_min_elements: int = 4096
-    # Training (forward + backward through autograd): the eager Triton fwd+bwd costs ~200-260 us of
-    # host time a call, the F.* path ~50-60 us, so PyTorch wins until the GPU time dominates:
-    # RMSNorm from 16384x8192 (134M), LayerNorm from 8192x8192 (67M), the fused ops from 4096x8192 (33.5M).
-    rms_norm_train_min_elements: int = 134_217_728
-    layer_norm_train_min_elements: int = 67_108_864
-    fused_add_rms_norm_train_min_elements: int = 33_554_432
-    fused_add_layer_norm_train_min_elements: int = 33_554_432
+    # Training (forward + backward through autograd): the eager Triton fwd+bwd still costs ~100-160 us
+    # of host time a call against ~30-70 us for F.*, so PyTorch wins until the GPU time dominates:
+    # RMSNorm and LayerNorm from 4096x8192 (33.5M; rms 113.2 vs 193.1 us), the fused ops from
+    # 4096x4096 (16.8M; 132.5 vs 161.4 us, LayerNorm 156.0 vs 174.1 us).
+    rms_norm_train_min_elements: int = 33_554_432
+    layer_norm_train_min_elements: int = 33_554_432
+    fused_add_rms_norm_train_min_elements: int = 16_777_216
+    fused_add_layer_norm_train_min_elements: int = 16_777_216
 
     def min_elements(self, op: str, training: bool) -> int:
         return getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
