@@ -555,6 +555,30 @@ def host_training():
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
 
 
+def small_rows(shapes):
+    """Pure GPU time (CUDA-graph replay, no host time) and do_bench time of our inference forward
+    against Liger-Kernel's at launch-bound shapes, to tell a kernel gap from a host gap."""
+    from liger_kernel.transformers import functional as lf
+
+    print("| op | shape | provider | GPU us (graph) | do_bench us |")
+    print("|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+        w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+        b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
+        calls = {
+            ("rms_norm", "ours"): lambda: tb.rms_norm(x, w),
+            ("rms_norm", "liger"): lambda: lf.liger_rms_norm(x, w, 1e-6),
+            ("layer_norm", "ours"): lambda: tb.layer_norm(x, w, b),
+            ("layer_norm", "liger"): lambda: lf.liger_layer_norm(x, w, b, 1e-5),
+        }
+        with torch.no_grad():
+            for (op, provider), fn in calls.items():
+                gpu = _graph_us(fn)
+                bench = 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                print(f"| {op} | {rows}x{hidden} | {provider} | {gpu:.2f} | {bench:.1f} |", flush=True)
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -566,6 +590,7 @@ PROBES = {
     "backward_pipeline": (backward_pipeline, True),
     "host": (host_pieces, False),
     "host_training": (host_training, False),
+    "small_rows": (small_rows, True),
     "backward_operands": (backward_operands, True),
     "forward_sweep": (forward_sweep, True),
     "resources": (kernel_resources, False),
