@@ -60,13 +60,18 @@ def overhead():
     }
     for name, fn in rows.items():
         print(f"{name:34s} {_host_us(fn):8.1f} us/call (host clock)")
+    _print_profile(full, calls=500, top=18)
+
+
+def _print_profile(fn, calls, top):
+    """cProfile of ``calls`` calls of ``fn``, the ``top`` functions by their own time."""
     prof = cProfile.Profile()
     prof.enable()
-    for _ in range(500):
-        full()
+    for _ in range(calls):
+        fn()
     torch.cuda.synchronize()
     prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
 
 def _training_step(op, rows, hidden):
@@ -545,14 +550,7 @@ def host_training():
     }
     for name, fn in pieces.items():
         print(f"{name:36s} {_host_us(fn, iters=2000):7.1f} us", flush=True)
-    prof = cProfile.Profile()
-    run = step(lambda: tb.rms_norm(xg, wg, backend="triton"))
-    prof.enable()
-    for _ in range(1000):
-        run()
-    torch.cuda.synchronize()
-    prof.disable()
-    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    _print_profile(step(lambda: tb.rms_norm(xg, wg, backend="triton")), calls=1000, top=25)
 
 
 def small_rows(shapes):
