@@ -306,23 +306,27 @@ def backward_pipeline(shapes):
     dropped from the kernel, docs/kernels.md.)"""
     print("| op | shape | kernel | warps | stages | programs/SM | full us | % of copy |")
     print("|---|---|---|---|---|---|---|---|")
+    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes):
+        forced = []
+        for warps in sorted({table_warps, 32 if block_n >= 16384 else table_warps}):
+            for per_sm in (1, 2):
+                for stages in (1, 2, 3, 4):
+                    if block_n >= 16384 and per_sm == 2:
+                        continue  # one 16-32 warp program a SM is all the registers allow
+                    forced.append((f"single {block_n} | {warps} | {stages} | {per_sm}",
+                                   _single_pass_launch(rows, hidden, warps, per_sm, stages, lc.DxOperands.HELD_FP32)))
+        _time_backward_launches(
+            op, rows, hidden, forced,
+            lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | "
+                        f"{cfg.row_stages} | -")
+
+
+def _backward_probe_cases(shapes):
+    """(op, rows, hidden, power-of-two tile, the table's backward warps there) for both ops."""
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
             block_n = 1 << (hidden - 1).bit_length()
-            table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
-            forced = []
-            for warps in sorted({table_warps, 32 if block_n >= 16384 else table_warps}):
-                for per_sm in (1, 2):
-                    for stages in (1, 2, 3, 4):
-                        if block_n >= 16384 and per_sm == 2:
-                            continue  # one 16-32 warp program a SM is all the registers allow
-                        forced.append((f"single {block_n} | {warps} | {stages} | {per_sm}",
-                                       _single_pass_launch(rows, hidden, warps, per_sm, stages,
-                                                           lc.DxOperands.HELD_FP32)))
-            _time_backward_launches(
-                op, rows, hidden, forced,
-                lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} | {cfg.num_warps} | "
-                            f"{cfg.row_stages} | -")
+            yield op, rows, hidden, block_n, lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
 
 
 def _time_backward_launches(op, rows, hidden, forced, table_label):
@@ -363,20 +367,17 @@ def backward_operands(shapes):
     The table's launch first."""
     print("| op | shape | variant | full us | % of copy |")
     print("|---|---|---|---|---|")
-    for op in ("rms_norm", "layer_norm"):
-        for rows, hidden in shapes:
-            block_n = 1 << (hidden - 1).bit_length()
-            table_warps = lc._warps_for(block_n, lc.BACKWARD_WARPS_BY_BLOCK_N)
-            forced = []
-            for stages in (1, 2, 3):
-                for operands in lc.DxOperands:
-                    # 32 warps (64 registers a thread) only at 16384-column tiles (run 26)
-                    for warps in (table_warps, 32) if block_n >= 16384 else (table_warps,):
-                        forced.append((f"single {block_n} w{warps} s{stages} {operands.name}",
-                                       _single_pass_launch(rows, hidden, warps, 1, stages, operands)))
-            _time_backward_launches(
-                op, rows, hidden, forced,
-                lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}")
+    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes):
+        forced = []
+        for stages in (1, 2, 3):
+            for operands in lc.DxOperands:
+                # 32 warps (64 registers a thread) only at 16384-column tiles (run 26)
+                for warps in (table_warps, 32) if block_n >= 16384 else (table_warps,):
+                    forced.append((f"single {block_n} w{warps} s{stages} {operands.name}",
+                                   _single_pass_launch(rows, hidden, warps, 1, stages, operands)))
+        _time_backward_launches(
+            op, rows, hidden, forced,
+            lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}")
 
 
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
