@@ -12,6 +12,7 @@ swapped in by replacing the module-level tables the selection functions read.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import pstats
 import time
@@ -349,15 +350,16 @@ def _time_backward_launches(op, rows, hidden, forced, table_label):
     torch.cuda.empty_cache()
 
 
-def _single_pass_launch(rows, hidden, warps, per_sm, stages, dx_operands):
-    """A single-pass BackwardLaunch at the row's power-of-two tile, bypassing the tables."""
+def _single_pass_launch(rows, hidden, warps, per_sm, stages, dx_operands, tiles=None):
+    """A single-pass BackwardLaunch at the row's power-of-two tile (or at ``tiles``, the widths
+    of split_tiles), bypassing the tables."""
     sms = torch.cuda.get_device_properties(0).multi_processor_count
-    block_n = 1 << (hidden - 1).bit_length()
+    block_n, *tail_n = tiles or (1 << (hidden - 1).bit_length(), 0, 0)
     block_m = lc._rows_per_program(block_n)
     row_blocks = -(-rows // block_m)
     rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
     return lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program), rows_per_program,
-                             stages, dx_operands)
+                             stages, dx_operands, tuple(tail_n))
 
 
 def backward_operands(shapes):
@@ -378,6 +380,91 @@ def backward_operands(shapes):
         _time_backward_launches(
             op, rows, hidden, forced,
             lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}")
+
+
+def non_pow2(shapes):
+    """% of copy of each non-power-of-two width against its power-of-two neighbours at the same row
+    count (so problem size and launch ramp cancel), under the tables in effect: forward for the
+    three ops, fwd+bwd for RMSNorm and LayerNorm. Ratio = % of copy / the neighbour's; issue 5
+    asks for >= 0.90."""
+    modes = [(op, "fwd", passes) for op, (_, passes) in FORWARD_SWEEP_OPS.items()]
+    modes += [("rms_norm", "fwd+bwd", 5), ("layer_norm", "fwd+bwd", 5)]
+    print("| op | mode | rows | hidden | us | % of copy | pow2 below (% copy) | ratio | pow2 above (% copy) | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        below, above = 1 << (hidden.bit_length() - 1), 1 << (hidden - 1).bit_length()
+        for op, mode, passes in modes:
+            percent = {}
+            for width in (hidden, below, above):
+                if mode == "fwd":
+                    fn, leaves = _forward_call(op, rows, width), None
+                else:
+                    fn, leaves = _training_step(op, rows, width)
+                with torch.no_grad() if mode == "fwd" else contextlib.nullcontext():
+                    ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median", grad_to_none=leaves)
+                percent[width] = (ms * 1e3, passes * rows * width * 2 / (ms * 1e-3) / 4.27e12 * 100)
+                del fn, leaves
+                torch.cuda.empty_cache()
+            us, pct = percent[hidden]
+            print(f"| {op} | {mode} | {rows} | {hidden} | {us:.1f} | {pct:.0f}% | {below}: {percent[below][1]:.0f}% | "
+                  f"{pct / percent[below][1]:.2f} | {above}: {percent[above][1]:.0f}% | {pct / percent[above][1]:.2f} |",
+                  flush=True)
+
+
+def _tiles_label(tiles):
+    return "+".join(str(t) for t in tiles if t)
+
+
+def split_rows(shapes):
+    """Rows held as up to three power-of-two register tiles (split_tiles) against the table's
+    launch: the forward at 4-32 warps for each op, then fwd+bwd with the single-pass backward by
+    warps, row-loop stages and DxOperands, for rows within the backward's single-pass limit."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.forward_launch
+    print("| op | shape | variant | us | % of copy |")
+    print("|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        tiles = lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)
+        for op, (is_rms, passes) in FORWARD_SWEEP_OPS.items():
+            fn = _forward_call(op, rows, hidden)
+            base = table(hidden, is_rms, op == "fused_add_rms_norm")
+            variants = {f"table: {'looped' if base.looped else 'single'} {base.block_n} w{base.num_warps}": base}
+            for warps in (4, 8, 16):  # 32 warps lost at every shape of run 41
+                variants[f"split {_tiles_label(tiles)} w{warps}"] = lc.ForwardLaunch(tiles[0], 1, warps, False,
+                                                                                    tiles[1:])
+            for label, cfg in variants.items():
+                nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
+                try:
+                    with torch.no_grad():
+                        row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
+                finally:
+                    nz.forward_launch = table
+                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            del fn
+            torch.cuda.empty_cache()
+    print()
+    print("| op | shape | variant | full us | % of copy |")
+    print("|---|---|---|---|---|")
+    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes):
+        tilings = [lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)]
+        third = hidden // 3
+        if hidden % 3 == 0 and third & (third - 1) == 0:  # 12288 as three equal tiles
+            tilings.append((third, third, third))
+        if sum(tilings[0]) > lc.MAX_SINGLE_PASS_BWD[op == "rms_norm", True]:
+            continue
+        forced = []
+        for tiles in tilings:
+            # run 41: 32 warps lost at every launch, and 1 stage to 2-3 at 12288
+            for warps in (8, 16) if sum(tiles) <= 8192 else (16,):
+                for stages in (2, 3, 4):
+                    for operands in lc.DxOperands:
+                        forced.append((f"split {_tiles_label(tiles)} w{warps} s{stages} {operands.name}",
+                                       _single_pass_launch(rows, hidden, warps, 1, stages, operands, tiles)))
+        _time_backward_launches(
+            op, rows, hidden, forced,
+            lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} "
+                        f"s{cfg.row_stages} {cfg.dx_operands.name}")
 
 
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
@@ -593,6 +680,8 @@ PROBES = {
     "backward_operands": (backward_operands, True),
     "forward_sweep": (forward_sweep, True),
     "resources": (kernel_resources, False),
+    "split_rows": (split_rows, True),
+    "non_pow2": (non_pow2, True),
 }
 
 

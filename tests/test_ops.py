@@ -216,7 +216,7 @@ def test_fused_add_rms_norm_loops_from_8192_columns():
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 12000), ("fused_add_rms_norm", 12000),
-                                        ("layer_norm", 9000), ("fused_add_layer_norm", 9000)])
+                                        ("layer_norm", 17000), ("fused_add_layer_norm", 17000)])
 def test_low_fill_rows_take_the_looped_forward(op, hidden):
     # Rows filling little of their power-of-two tile go through the looped forward kernel.
     from trinix_bench.ops.launch_config import forward_launch
@@ -359,14 +359,43 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
     from trinix_bench.ops.launch_config import DxOperands, backward_launch
 
     cpu = torch.device("cpu")
+    rms, ln = backward_launch(4096, 16384, cpu, True, 2), backward_launch(4096, 16384, cpu, False, 2)
+    assert not rms.looped and rms.dx_operands is DxOperands.HELD_NARROW and rms.tail_n == (0, 0)
+    assert not ln.looped and ln.dx_operands is DxOperands.RELOADED and ln.tail_n == (0, 0)
     for hidden in (12288, 16384):
-        rms, ln = backward_launch(4096, hidden, cpu, True, 2), backward_launch(4096, hidden, cpu, False, 2)
-        assert not rms.looped and rms.dx_operands is DxOperands.HELD_NARROW
-        assert not ln.looped and ln.dx_operands is DxOperands.RELOADED
         # fp32 LayerNorm rows would stage four 64 KB tiles: past the shared memory, so looped
         assert backward_launch(4096, hidden, cpu, False, 4).looped
     assert backward_launch(4096, 8192, cpu, False, 2).dx_operands is DxOperands.HELD_FP32
     assert backward_launch(4096, 16385, cpu, True, 2).looped
+
+
+def test_split_tile_tables_take_the_measured_widths():
+    # run 41: split tiles won the forward at 5120 (both ops) and LayerNorm 12288, the 16-bit
+    # backward at 12288 (both ops) and RMSNorm 14336; the padded tile or the looped kernel kept
+    # every other width measured.
+    from trinix_bench.ops.launch_config import DxOperands, backward_launch, forward_launch
+
+    cpu = torch.device("cpu")
+    for is_rms in (True, False):
+        cfg = forward_launch(5120, is_rms)
+        assert (cfg.block_n, cfg.tail_n, cfg.num_warps, cfg.looped) == (4096, (1024, 0), 4, False)
+        assert forward_launch(7168, is_rms).tail_n == (0, 0) and forward_launch(14336, is_rms).tail_n == (0, 0)
+        assert forward_launch(8192, is_rms).tail_n == (0, 0) and forward_launch(4096, is_rms).tail_n == (0, 0)
+        bwd = backward_launch(4096, 12288, cpu, is_rms, 2)
+        assert (bwd.block_n, bwd.tail_n, bwd.row_stages, bwd.dx_operands) == (8192, (4096, 0), 3, DxOperands.RELOADED)
+        assert backward_launch(4096, 5120, cpu, is_rms, 2).tail_n == (0, 0)
+        assert backward_launch(4096, 12288, cpu, is_rms, 4).tail_n == (0, 0)  # fp32: shared memory
+    assert forward_launch(12288, False).tail_n == (4096, 0) and forward_launch(12288, True).looped
+    assert backward_launch(4096, 14336, cpu, True, 2).tail_n == (4096, 2048)
+    assert backward_launch(4096, 14336, cpu, False, 2).tail_n == (0, 0)
+
+
+@pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
+                                        ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000)])
+def test_split_tile_widths_through_the_tables(op, hidden):
+    # The widths the tables split, end to end in bf16 (the backward splits 16-bit rows only).
+    inputs, grads = make_inputs(op, 3, hidden, torch.bfloat16, "cpu")
+    check_op(op, inputs, grads)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -467,3 +496,49 @@ def test_cached_launcher_sees_registered_launch_hooks(monkeypatch):
     assert not normalization._CompiledLaunches._hooks_active()
     monkeypatch.setattr(normalization.triton, "knobs", knobs([print]), raising=False)
     assert normalization._CompiledLaunches._hooks_active()
+
+
+def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
+    from trinix_bench.ops.launch_config import split_tiles
+
+    assert split_tiles(12288, 1024) == (8192, 4096, 0)
+    assert split_tiles(7168, 1024) == (4096, 2048, 1024)
+    assert split_tiles(28672, 1024) == (16384, 8192, 4096)
+    assert split_tiles(16384, 1024) == (16384, 0, 0)
+    assert split_tiles(65535, 1024) == (65536, 0, 0)  # the rounded-up rest merges back into one tile
+    for hidden in (1, 3, 127, 777, 4097, 5120, 18432, 70000):
+        tiles = split_tiles(hidden, 64)
+        nonzero = [t for t in tiles if t]
+        assert sum(tiles) >= hidden and all(t & (t - 1) == 0 and t >= 64 for t in nonzero)
+        assert nonzero == sorted(nonzero, reverse=True) and len(set(nonzero)) == len(nonzero)
+        # never wider than the power-of-two tile it replaces
+        assert sum(tiles) <= max(64, 1 << (hidden - 1).bit_length())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
+@pytest.mark.parametrize("rows, hidden, min_tile", [(5, 777, 64), (7, 448, 64), (9, 40, 8)])
+@pytest.mark.parametrize("op", OPS)
+def test_split_tile_kernels(op, rows, hidden, min_tile, operands, dtype, monkeypatch):
+    # Rows held as two or three register tiles (777 = 512 + 256 + a masked 64; 448 = 256 + 128 +
+    # 64; 40 = 32 + 8 with several rows a program), forward and backward, for every dx source.
+    import dataclasses
+
+    from trinix_bench.ops import launch_config, normalization
+
+    tiles = launch_config.split_tiles(hidden, min_tile)
+    assert tiles[1] > 0
+    fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
+    table_backward = normalization.backward_launch
+
+    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
+        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
+        block_m = launch_config._rows_per_program(tiles[0])
+        return dataclasses.replace(cfg, block_n=tiles[0], tail_n=tiles[1:], block_m=block_m,
+                                   rows_per_program=2 * block_m, programs=-(-n_rows // (2 * block_m)),
+                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
+
+    monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
+    monkeypatch.setattr(normalization, "backward_launch", backward)
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
+    check_op(op, inputs, grads)

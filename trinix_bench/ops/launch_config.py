@@ -30,6 +30,9 @@ class ForwardLaunch:
     block_m: int  # rows per program (several rows when hidden is small)
     num_warps: int
     looped: bool  # hidden > block_n: two passes over each row in block_n chunks
+    # Single pass: widths of a second and a third register tile after the first block_n columns
+    # (0: none), so a row of 12288 is held as 8192 + 4096 instead of a 16384-wide tile (split_tiles).
+    tail_n: tuple[int, int] = (0, 0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,7 @@ class BackwardLaunch:
     rows_per_program: int
     row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
     dx_operands: DxOperands  # single pass: where dx takes x and dy from
+    tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
@@ -91,6 +95,39 @@ LOW_FILL_MIN_HIDDEN = 8192
 # Below 8192 columns it was not measured. (largest hidden, chunk width, warps)
 FUSED_LOOPED_MIN_HIDDEN = 8192
 FUSED_LOOPED_FWD = ((8192, 4096, 8), (MAX_SINGLE_PASS_FWD, 8192, 16))
+# Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
+# instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
+# 1024 columns (one value a thread at 32 warps).
+SPLIT_MIN_TILE = 1024
+# Forward: op (is_rms) -> ((padded tile, largest fill hidden / padded tile, warps), ...).
+# scripts/tune_kernels.py split_rows, H200 2026-11-21 (run 41, us, bf16):
+# - 8192x5120 (fill 0.625), 4096 + 1024 at 4 warps: RMSNorm 46.3 vs 49.6 (single 8192, 16 warps),
+#   LayerNorm 47.2 vs 57.0 (8 warps); fused add ties (85.6 vs 85.8). 8 warps and more lose.
+# - 32768x12288 (0.75), LayerNorm 8192 + 4096 at 8 warps: 438.9 vs 445.5 (looped 2048 chunks);
+#   RMSNorm keeps its looped kernel (378.3 vs 392.0 split).
+# - Where split tiles lost (run 41): 7168 (0.875; RMS 63.0 vs 62.7, LN 76.7 vs 66.7), 14336
+#   (0.875; RMS 540.7 vs 458.0, LN 629.2 vs 498.9), 18432 and 28672 (the looped or the padded
+#   single pass won, e.g. RMS 16384x18432 330.1 vs 292.2).
+SPLIT_TILE_FWD = {
+    True: ((8192, 0.625, 4),),
+    False: ((8192, 0.625, 4), (16384, 0.75, 8)),
+}
+# Backward (16-bit inputs): op -> ((padded tile, largest fill, row-loop stages, dx operands),
+# ...), at the padded tile's warps. split_rows, run 41, fwd+bwd us (bf16):
+# - 32768x12288, 8192 + 4096 at 16 warps, 3 stages, x and dy read again: RMSNorm 989.9 vs 1095.4
+#   (86 -> 95% of copy; the padded tile's best was held narrow at 1 stage), LayerNorm 1311.0 vs
+#   1398.4 (67 -> 72%). 4096 x 3 tiles: RMS 985.6, LN 1424.2. 4 stages: out of shared memory.
+# - 32768x14336 (0.875), 8192 + 4096 + 2048: RMSNorm 1167.3 vs 1252.2; LayerNorm lost (1614.0
+#   vs 1535.6), hence its lower fill limit.
+# - 8192x5120 and 8192x7168 (8192 tile): lost for both ops at 8-16 warps, 2-4 stages (RMS 147.0 vs
+#   145.8, 167.8 vs 170.4 tie; LN 180.4 vs 160.6, 219.9 vs 183.3).
+# 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
+# shared memory.
+SPLIT_TILE_BWD = {
+    True: ((16384, 0.875, 3, DxOperands.RELOADED),),
+    False: ((16384, 0.75, 3, DxOperands.RELOADED),),
+}
+
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
 # warps for every wide shape (LayerNorm 16384: 65% vs 63%; RMSNorm 16384: 67% vs 64%).
 LOOPED_BLOCK_N_BWD = 4096
@@ -163,6 +200,37 @@ def _next_power_of_2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
 
 
+def split_tiles(hidden: int, min_tile: int) -> tuple[int, int, int]:
+    """Up to three power-of-two widths, widest first (0: unused), that cover ``hidden`` columns.
+
+    Greedy binary decomposition: the two largest powers of two that fit, then the power of two
+    that covers the rest; no tile is narrower than ``min_tile``, and two equal tiles merge into
+    one of twice the width. 12288 -> (8192, 4096, 0), 7168 -> (4096, 2048, 1024), 28672 ->
+    (16384, 8192, 4096); a power of two is one tile."""
+    tiles = []
+    rest = hidden
+    while rest > 0 and len(tiles) < 2:
+        tile = max(1 << (rest.bit_length() - 1), min_tile)
+        tiles.append(tile)
+        rest -= tile
+    if rest > 0:
+        tiles.append(max(_next_power_of_2(rest), min_tile))
+    while len(tiles) > 1 and tiles[-1] >= tiles[-2]:  # only equal after the min_tile rounding
+        tiles[-2:] = [_next_power_of_2(tiles[-2] + tiles[-1])]
+    return tuple(tiles + [0] * (3 - len(tiles)))
+
+
+def _split_row(hidden: int, table: tuple) -> Optional[tuple]:
+    """The row of a split-tile table (padded tile, largest fill, ...) that takes ``hidden``, or None
+    (keep one padded tile): a power of two, a padded tile the table does not name, or a row that
+    fills more of its padded tile than the limit."""
+    padded = _next_power_of_2(hidden)
+    for row in table:
+        if padded == row[0] and hidden < padded and hidden <= row[1] * padded:
+            return row
+    return None
+
+
 def _row_for(block_n: int, table: tuple) -> tuple:
     """The first row of a (largest block_n, ...) table that covers block_n, else the last."""
     for row in table:
@@ -191,6 +259,11 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     if is_rms and has_residual and hidden >= FUSED_LOOPED_MIN_HIDDEN:
         _, chunk, warps = _row_for(hidden, FUSED_LOOPED_FWD)
         return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
+    split = _split_row(hidden, SPLIT_TILE_FWD[is_rms])
+    if split is not None:
+        block_n, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
+        return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=split[2], looped=False,
+                             tail_n=tuple(tail_n))
     block_n = _next_power_of_2(hidden)
     fill_limit, looped_rows = LOW_FILL_LOOPED_FWD[is_rms]
     if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
@@ -208,9 +281,14 @@ def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: 
         return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
                               0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
+    warps = _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N)
+    split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if element_size <= 2 else None
+    if split is not None:
+        _, _, row_stages, dx_operands = split
+        head, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
+        return BackwardLaunch(head, _rows_per_program(head), warps, False, 0, 0, row_stages, dx_operands, tuple(tail_n))
     _, row_stages, dx_operands = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
-    return BackwardLaunch(block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False,
-                          0, 0, row_stages, dx_operands)
+    return BackwardLaunch(block_n, _rows_per_program(block_n), warps, False, 0, 0, row_stages, dx_operands)
 
 
 @functools.lru_cache(maxsize=1024)

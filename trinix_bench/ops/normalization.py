@@ -73,6 +73,27 @@ def _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, m
     tl.store(y_ptr + rows64[:, None] * y_stride + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, row_mask, n_cols,
+               START: tl.constexpr, WIDTH: tl.constexpr, HAS_RESIDUAL: tl.constexpr):
+    """Columns [START, START + WIDTH) of the rows as fp32; returns (x, cols, col_mask, mask)."""
+    cols = START + tl.arange(0, WIDTH)
+    col_mask = cols < n_cols
+    mask = row_mask[:, None] & col_mask[None, :]
+    x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
+                   HAS_RESIDUAL, "")
+    return x, cols, col_mask, mask
+
+
+@triton.jit
+def _centred(x, mask, mean, IS_RMS: tl.constexpr):
+    """x - mean for LayerNorm (0 in masked lanes, so they add nothing to the variance); x for RMSNorm."""
+    if IS_RMS:
+        return x
+    else:
+        return tl.where(mask, x - mean[:, None], 0.0)
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def _norm_fwd_kernel(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, y_ptr, y_stride,
@@ -80,24 +101,50 @@ def _norm_fwd_kernel(
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr,
 ):
-    """Single pass: each program normalizes BLOCK_M whole rows held in registers."""
+    """Single pass: each program normalizes BLOCK_M whole rows held in registers.
+
+    A row is held as up to three power-of-two tiles side by side, BLOCK_N columns then BLOCK_N_2
+    then BLOCK_N_3 (0: no such tile), so a width such as 12288 = 8192 + 4096 is held without the
+    idle lanes of a 16384-column tile."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, BLOCK_N)
     row_mask = rows < n_rows
-    col_mask = cols < n_cols
-    mask = row_mask[:, None] & col_mask[None, :]
     rows64 = rows.to(tl.int64)
-    x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
-                   HAS_RESIDUAL, "")
-    if IS_RMS:
-        centered = x
-    else:
-        mean = tl.sum(x, axis=1) / n_cols
-        centered = tl.where(mask, x - mean[:, None], 0.0)
-    rstd = tl.math.rsqrt(tl.sum(centered * centered, axis=1) / n_cols + eps)
-    _store_output(y_ptr, y_stride, centered * rstd[:, None], w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
+    x, cols, col_mask, mask = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
+                                         rows64, row_mask, n_cols, 0, BLOCK_N, HAS_RESIDUAL)
+    if BLOCK_N_2 > 0:
+        x2, cols2, col_mask2, mask2 = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
+                                                 rows64, row_mask, n_cols, BLOCK_N, BLOCK_N_2, HAS_RESIDUAL)
+    if BLOCK_N_3 > 0:
+        x3, cols3, col_mask3, mask3 = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
+                                                 rows64, row_mask, n_cols, BLOCK_N + BLOCK_N_2, BLOCK_N_3,
+                                                 HAS_RESIDUAL)
+    mean = tl.zeros([BLOCK_M], tl.float32)
+    if not IS_RMS:
+        row_sum = tl.sum(x, axis=1)
+        if BLOCK_N_2 > 0:
+            row_sum += tl.sum(x2, axis=1)
+        if BLOCK_N_3 > 0:
+            row_sum += tl.sum(x3, axis=1)
+        mean = row_sum / n_cols
+    centred = _centred(x, mask, mean, IS_RMS)
+    square_sum = tl.sum(centred * centred, axis=1)
+    if BLOCK_N_2 > 0:
+        centred2 = _centred(x2, mask2, mean, IS_RMS)
+        square_sum += tl.sum(centred2 * centred2, axis=1)
+    if BLOCK_N_3 > 0:
+        centred3 = _centred(x3, mask3, mean, IS_RMS)
+        square_sum += tl.sum(centred3 * centred3, axis=1)
+    rstd = tl.math.rsqrt(square_sum / n_cols + eps)
+    _store_output(y_ptr, y_stride, centred * rstd[:, None], w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
                   HAS_WEIGHT, HAS_BIAS)
+    if BLOCK_N_2 > 0:
+        _store_output(y_ptr, y_stride, centred2 * rstd[:, None], w_ptr, b_ptr, rows64, cols2, col_mask2, mask2,
+                      offset, HAS_WEIGHT, HAS_BIAS)
+    if BLOCK_N_3 > 0:
+        _store_output(y_ptr, y_stride, centred3 * rstd[:, None], w_ptr, b_ptr, rows64, cols3, col_mask3, mask3,
+                      offset, HAS_WEIGHT, HAS_BIAS)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
@@ -215,6 +262,47 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
     tl.store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w,
+                     DX_OPERANDS: tl.constexpr):
+    """One tile of a row block: load x and dy, return (x as loaded, dy as loaded, xhat, dy, g = dy * w',
+    the row sums of g * xhat and of g). Unless dx takes them from fp32 registers, the loads ask the
+    lines to stay in L1/L2 for the second read."""
+    if DX_OPERANDS == 0:  # HELD_FP32
+        eviction: tl.constexpr = ""
+    else:
+        eviction: tl.constexpr = "evict_last"
+    x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
+                    eviction_policy=eviction)
+    dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
+                     eviction_policy=eviction)
+    xhat = tl.where(mask, (x_raw.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
+    dy = dy_raw.to(tl.float32)
+    g = dy * w
+    return x_raw, dy_raw, xhat, dy, g, tl.sum(g * xhat, axis=1), tl.sum(g, axis=1)
+
+
+@triton.jit
+def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
+                 x_raw, dy_raw, xhat, g, w, mean, rstd, c1, c2, rows64, cols, mask,
+                 IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, DX_OPERANDS: tl.constexpr):
+    """dx of one tile once the row's c1 and c2 are known, from the operands DX_OPERANDS names."""
+    if DX_OPERANDS == 0:  # HELD_FP32: xhat and g stayed in registers
+        _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
+                  IS_RMS, HAS_DRES)
+    else:
+        if DX_OPERANDS == 1:  # RELOADED
+            x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
+                            eviction_policy="evict_first")
+            dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
+                             eviction_policy="evict_first")
+        # HELD_NARROW: x_raw and dy_raw stayed in registers; widening them by another instruction
+        # sequence keeps the compiler from merging it with the first and holding fp32 copies.
+        xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
+        _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
+                  rows64, cols, mask, IS_RMS, HAS_DRES)
+
+
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
 def _norm_bwd_kernel(
     dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
@@ -222,11 +310,13 @@ def _norm_bwd_kernel(
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
-    DX_OPERANDS: tl.constexpr,
+    DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
-    (the looped kernel's signature is shared so one launch wrapper serves both).
+    (the looped kernel's signature is shared so one launch wrapper serves both). A row is held as up
+    to three power-of-two tiles, BLOCK_N, BLOCK_N_2 and BLOCK_N_3 columns wide (0: no such tile), as
+    in the forward kernel.
 
     The row loop is software-pipelined ROW_STAGES deep: the next blocks' x and dy are copied to
     shared memory while this block is reduced, so a program (one per SM) keeps loads in flight
@@ -245,57 +335,79 @@ def _norm_bwd_kernel(
     w = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT)
     dw_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     db_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
+    if BLOCK_N_2 > 0:
+        cols2 = BLOCK_N + tl.arange(0, BLOCK_N_2)
+        col_mask2 = cols2 < n_cols
+        w2 = _scale(w_ptr, cols2, col_mask2, offset, HAS_WEIGHT)
+        dw_acc2 = tl.zeros([BLOCK_M, BLOCK_N_2], tl.float32)
+        db_acc2 = tl.zeros([BLOCK_M, BLOCK_N_2], tl.float32)
+    if BLOCK_N_3 > 0:
+        cols3 = BLOCK_N + BLOCK_N_2 + tl.arange(0, BLOCK_N_3)
+        col_mask3 = cols3 < n_cols
+        w3 = _scale(w_ptr, cols3, col_mask3, offset, HAS_WEIGHT)
+        dw_acc3 = tl.zeros([BLOCK_M, BLOCK_N_3], tl.float32)
+        db_acc3 = tl.zeros([BLOCK_M, BLOCK_N_3], tl.float32)
     for row0 in tl.range(row_start, row_end, BLOCK_M, num_stages=ROW_STAGES):
         rows = row0 + tl.arange(0, BLOCK_M)
         row_mask = rows < row_end
-        mask = row_mask[:, None] & col_mask[None, :]
         rows64 = rows.to(tl.int64)
-        if DX_OPERANDS == 0:  # HELD_FP32
-            xhat, rstd = _load_xhat(x_ptr, x_stride, mean_ptr, rstd_ptr, rows, rows64, cols, mask, row_mask, IS_RMS)
-            dy = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
-            g = dy * w
-            c1 = tl.sum(g * xhat, axis=1) / n_cols
-            c2 = tl.sum(g, axis=1) / n_cols
-            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
-                      IS_RMS, HAS_DRES)
-            if COMPUTE_DW:
-                dw_acc += dy * xhat
-            if COMPUTE_DB:
-                db_acc += dy
+        rstd = tl.load(rstd_ptr + rows, mask=row_mask, other=0.0)
+        if IS_RMS:
+            mean = tl.zeros_like(rstd)
         else:
-            x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
-                            eviction_policy="evict_last")
-            dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
-                             eviction_policy="evict_last")
-            rstd = tl.load(rstd_ptr + rows, mask=row_mask, other=0.0)
-            if IS_RMS:
-                mean = tl.zeros_like(rstd)
-            else:
-                mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.0)
-            xhat = tl.where(mask, (x_raw.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
-            dy = dy_raw.to(tl.float32)
+            mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.0)
+        mask = row_mask[:, None] & col_mask[None, :]
+        x_raw, dy_raw, xhat, dy, g, c1, c2 = _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask,
+                                                              mean, rstd, w, DX_OPERANDS)
+        if COMPUTE_DW:
+            dw_acc += dy * xhat
+        if COMPUTE_DB:
+            db_acc += dy
+        if BLOCK_N_2 > 0:
+            mask2 = row_mask[:, None] & col_mask2[None, :]
+            x_raw2, dy_raw2, xhat2, dy2, g2, c1_2, c2_2 = _bwd_tile_reduce(
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd, w2, DX_OPERANDS)
+            c1 += c1_2
+            c2 += c2_2
             if COMPUTE_DW:
-                dw_acc += dy * xhat
+                dw_acc2 += dy2 * xhat2
             if COMPUTE_DB:
-                db_acc += dy
-            g = dy * w
-            c1 = tl.sum(g * xhat, axis=1) / n_cols
-            c2 = tl.sum(g, axis=1) / n_cols
-            if DX_OPERANDS == 1:  # RELOADED
-                x_raw = tl.load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask=mask, other=0.0,
-                                eviction_policy="evict_first")
-                dy_raw = tl.load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask=mask, other=0.0,
-                                 eviction_policy="evict_first")
-            # HELD_NARROW: x_raw and dy_raw stay in registers; widening them by another instruction
-            # sequence keeps the compiler from merging it with the first and holding fp32 copies.
-            xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
-            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
-                      rows64, cols, mask, IS_RMS, HAS_DRES)
-    partial = pid.to(tl.int64) * n_cols + cols
+                db_acc2 += dy2
+        if BLOCK_N_3 > 0:
+            mask3 = row_mask[:, None] & col_mask3[None, :]
+            x_raw3, dy_raw3, xhat3, dy3, g3, c1_3, c2_3 = _bwd_tile_reduce(
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd, w3, DX_OPERANDS)
+            c1 += c1_3
+            c2 += c2_3
+            if COMPUTE_DW:
+                dw_acc3 += dy3 * xhat3
+            if COMPUTE_DB:
+                db_acc3 += dy3
+        c1 = c1 / n_cols
+        c2 = c2 / n_cols
+        _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
+                     x_raw, dy_raw, xhat, g, w, mean, rstd, c1, c2, rows64, cols, mask, IS_RMS, HAS_DRES, DX_OPERANDS)
+        if BLOCK_N_2 > 0:
+            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
+                         x_raw2, dy_raw2, xhat2, g2, w2, mean, rstd, c1, c2, rows64, cols2, mask2,
+                         IS_RMS, HAS_DRES, DX_OPERANDS)
+        if BLOCK_N_3 > 0:
+            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
+                         x_raw3, dy_raw3, xhat3, g3, w3, mean, rstd, c1, c2, rows64, cols3, mask3,
+                         IS_RMS, HAS_DRES, DX_OPERANDS)
+    partial = pid.to(tl.int64) * n_cols
     if COMPUTE_DW:
-        tl.store(dw_partial_ptr + partial, tl.sum(dw_acc, axis=0), mask=col_mask)
+        tl.store(dw_partial_ptr + partial + cols, tl.sum(dw_acc, axis=0), mask=col_mask)
+        if BLOCK_N_2 > 0:
+            tl.store(dw_partial_ptr + partial + cols2, tl.sum(dw_acc2, axis=0), mask=col_mask2)
+        if BLOCK_N_3 > 0:
+            tl.store(dw_partial_ptr + partial + cols3, tl.sum(dw_acc3, axis=0), mask=col_mask3)
     if COMPUTE_DB:
-        tl.store(db_partial_ptr + partial, tl.sum(db_acc, axis=0), mask=col_mask)
+        tl.store(db_partial_ptr + partial + cols, tl.sum(db_acc, axis=0), mask=col_mask)
+        if BLOCK_N_2 > 0:
+            tl.store(db_partial_ptr + partial + cols2, tl.sum(db_acc2, axis=0), mask=col_mask2)
+        if BLOCK_N_3 > 0:
+            tl.store(db_partial_ptr + partial + cols3, tl.sum(db_acc3, axis=0), mask=col_mask3)
 
 
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
@@ -305,12 +417,12 @@ def _norm_bwd_looped_kernel(
     n_rows, n_cols, rows_per_program, offset,
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
-    DX_OPERANDS: tl.constexpr,
+    DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
     rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once.
-    DX_OPERANDS is unused here."""
+    DX_OPERANDS, BLOCK_N_2 and BLOCK_N_3 are unused here."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -529,6 +641,7 @@ def launch_forward(
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
+        flags["BLOCK_N_2"], flags["BLOCK_N_3"] = cfg.tail_n
         grid = (-(-n_rows // cfg.block_m),)  # ceil; triton.cdiv is a slow constexpr function in newer Triton
         _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     return y, res_out, mean, rstd
@@ -557,7 +670,8 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
     flags = dict(
         IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=weight is not None,
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
+        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
+        BLOCK_N_3=cfg.tail_n[1],
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
