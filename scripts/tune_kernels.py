@@ -415,7 +415,7 @@ def _tiles_label(tiles):
     return "+".join(str(t) for t in tiles if t)
 
 
-def split_rows(shapes):
+def split_rows(shapes, parts=("forward", "backward")):
     """Rows held as up to three power-of-two register tiles (split_tiles) against the table's
     launch: the forward at 4-32 warps for each op, then fwd+bwd with the single-pass backward by
     warps, row-loop stages and DxOperands, for rows within the backward's single-pass limit."""
@@ -424,7 +424,7 @@ def split_rows(shapes):
     table = nz.forward_launch
     print("| op | shape | variant | us | % of copy |")
     print("|---|---|---|---|---|")
-    for rows, hidden in shapes:
+    for rows, hidden in shapes if "forward" in parts else ():
         tiles = lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)
         for op, (is_rms, passes) in FORWARD_SWEEP_OPS.items():
             fn = _forward_call(op, rows, hidden)
@@ -446,19 +446,22 @@ def split_rows(shapes):
     print()
     print("| op | shape | variant | full us | % of copy |")
     print("|---|---|---|---|---|")
-    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes):
+    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes if "backward" in parts else ()):
         tilings = [lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)]
         third = hidden // 3
         if hidden % 3 == 0 and third & (third - 1) == 0:  # 12288 as three equal tiles
             tilings.append((third, third, third))
-        if sum(tilings[0]) > lc.MAX_SINGLE_PASS_BWD[op == "rms_norm", True]:
-            continue
+        single_pass_limit = lc.MAX_SINGLE_PASS_BWD[op == "rms_norm", True]
         forced = []
         for tiles in tilings:
-            # run 41: 32 warps lost at every launch, and 1 stage to 2-3 at 12288
-            for warps in (8, 16) if sum(tiles) <= 8192 else (16,):
-                for stages in (2, 3, 4):
-                    for operands in lc.DxOperands:
+            if sum(tiles) <= single_pass_limit:
+                # run 41: 32 warps lost at every launch, and 1 stage to 2-3 at 12288
+                grid = ((8, 16) if sum(tiles) <= 8192 else (16,), (2, 3, 4), tuple(lc.DxOperands))
+            else:  # past the padded tile's limit: only the operands that leave registers free
+                grid = ((16, 32), (1, 2, 3), (lc.DxOperands.RELOADED, lc.DxOperands.HELD_NARROW))
+            for warps in grid[0]:
+                for stages in grid[1]:
+                    for operands in grid[2]:
                         forced.append((f"split {_tiles_label(tiles)} w{warps} s{stages} {operands.name}",
                                        _single_pass_launch(rows, hidden, warps, 1, stages, operands, tiles)))
         _time_backward_launches(
@@ -691,6 +694,7 @@ def main():
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
+    parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
     parser.add_argument("--then-resources", action="store_true",
                         help="after the probe, list the resources of the kernels it compiled")
     args = parser.parse_args()
@@ -702,6 +706,8 @@ def main():
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     if args.probe == "backward":
         probe(shapes, args.variants.split(","))
+    elif args.probe == "split_rows":
+        probe(shapes, args.parts.split(","))
     else:
         probe(shapes)
     if args.then_resources:

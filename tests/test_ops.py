@@ -366,7 +366,7 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
         # fp32 LayerNorm rows would stage four 64 KB tiles: past the shared memory, so looped
         assert backward_launch(4096, hidden, cpu, False, 4).looped
     assert backward_launch(4096, 8192, cpu, False, 2).dx_operands is DxOperands.HELD_FP32
-    assert backward_launch(4096, 16385, cpu, True, 2).looped
+    assert backward_launch(4096, 20000, cpu, True, 2).looped  # past the split table's fill limit too
 
 
 def test_split_tile_tables_take_the_measured_widths():
@@ -388,10 +388,17 @@ def test_split_tile_tables_take_the_measured_widths():
     assert forward_launch(12288, False).tail_n == (4096, 0) and forward_launch(12288, True).looped
     assert backward_launch(4096, 14336, cpu, True, 2).tail_n == (4096, 2048)
     assert backward_launch(4096, 14336, cpu, False, 2).tail_n == (0, 0)
+    # past the padded tile's single-pass limit: RMSNorm 18432 = 16384 + 2048 (run 44); LayerNorm
+    # and 28672 stay looped, and so does a device that cannot fit the single-pass launch
+    wide = backward_launch(4096, 18432, cpu, True, 2)
+    assert (wide.looped, wide.block_n, wide.tail_n, wide.num_warps) == (False, 16384, (2048, 0), 16)
+    assert backward_launch(4096, 18432, cpu, False, 2).looped and backward_launch(4096, 28672, cpu, True, 2).looped
+    assert backward_launch(4096, 18432, cpu, True, 2, force_looped=True).looped
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
-                                        ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000)])
+                                        ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000),
+                                        ("rms_norm", 18000)])
 def test_split_tile_widths_through_the_tables(op, hidden):
     # The widths the tables split, end to end in bf16 (the backward splits 16-bit rows only).
     inputs, grads = make_inputs(op, 3, hidden, torch.bfloat16, "cpu")

@@ -112,8 +112,8 @@ SPLIT_TILE_FWD = {
     True: ((8192, 0.625, 4),),
     False: ((8192, 0.625, 4), (16384, 0.75, 8)),
 }
-# Backward (16-bit inputs): op -> ((padded tile, largest fill, row-loop stages, dx operands),
-# ...), at the padded tile's warps. split_rows, run 41, fwd+bwd us (bf16):
+# Backward (16-bit inputs): op -> ((padded tile, largest fill, warps, row-loop stages, dx operands),
+# ...). split_rows, fwd+bwd us (bf16), runs 41, 42 and 44:
 # - 32768x12288, 8192 + 4096 at 16 warps, 3 stages, x and dy read again: RMSNorm 989.9 vs 1095.4
 #   (86 -> 95% of copy; the padded tile's best was held narrow at 1 stage), LayerNorm 1311.0 vs
 #   1398.4 (67 -> 72%). 4096 x 3 tiles: RMS 985.6, LN 1424.2. 4 stages: out of shared memory.
@@ -121,11 +121,15 @@ SPLIT_TILE_FWD = {
 #   vs 1535.6), hence its lower fill limit.
 # - 8192x5120 and 8192x7168 (8192 tile): lost for both ops at 8-16 warps, 2-4 stages (RMS 147.0 vs
 #   145.8, 167.8 vs 170.4 tie; LN 180.4 vs 160.6, 219.9 vs 183.3).
+# - 16384x18432 (past the padded tile's single-pass limit), 16384 + 2048 at 16 warps, 1 stage,
+#   read again: RMSNorm 938.7 vs 1110.7 (the looped kernel; 64 -> 75%); LayerNorm lost (best
+#   1366.2 vs 1221.5). 4096x28672 (16384 + 8192 + 4096): RMS 449.8 vs 460.8 (2%, not taken), LN
+#   lost (1227.3 vs 518.8).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
-    True: ((16384, 0.875, 3, DxOperands.RELOADED),),
-    False: ((16384, 0.75, 3, DxOperands.RELOADED),),
+    True: ((16384, 0.875, 16, 3, DxOperands.RELOADED), (32768, 0.5625, 16, 1, DxOperands.RELOADED)),
+    False: ((16384, 0.75, 16, 3, DxOperands.RELOADED),),
 }
 
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
@@ -276,19 +280,19 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
 @functools.lru_cache(maxsize=None)
 def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: bool) -> BackwardLaunch:
     """The launch without its grid (programs, rows_per_program are filled in per call)."""
+    split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if element_size <= 2 and not force_looped else None
+    if split is not None:  # may pass the padded tile's single-pass limit (18432 = 16384 + 2048)
+        _, _, warps, row_stages, dx_operands = split
+        head, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
+        return BackwardLaunch(head, _rows_per_program(head), warps, False, 0, 0, row_stages, dx_operands, tuple(tail_n))
     max_single_pass = MAX_SINGLE_PASS_BWD[is_rms, element_size <= 2]
     if hidden > max_single_pass or force_looped:
         return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
                               0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
-    warps = _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N)
-    split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if element_size <= 2 else None
-    if split is not None:
-        _, _, row_stages, dx_operands = split
-        head, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
-        return BackwardLaunch(head, _rows_per_program(head), warps, False, 0, 0, row_stages, dx_operands, tuple(tail_n))
     _, row_stages, dx_operands = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
-    return BackwardLaunch(block_n, _rows_per_program(block_n), warps, False, 0, 0, row_stages, dx_operands)
+    return BackwardLaunch(block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False,
+                          0, 0, row_stages, dx_operands)
 
 
 @functools.lru_cache(maxsize=1024)
