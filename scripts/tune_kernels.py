@@ -411,6 +411,22 @@ def non_pow2(shapes):
                   flush=True)
 
 
+def _time_forward_variants(op, rows, hidden, passes, fn, variants):
+    """Time the inference call ``fn`` with each (label: ForwardLaunch) of ``variants`` in place of
+    ``forward_launch``; print a table row for each."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.forward_launch
+    for label, cfg in variants.items():
+        nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
+        try:
+            with torch.no_grad():
+                row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
+        finally:
+            nz.forward_launch = table
+        print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+
+
 def _tiles_label(tiles):
     return "+".join(str(t) for t in tiles if t)
 
@@ -433,14 +449,7 @@ def split_rows(shapes, parts=("forward", "backward")):
             for warps in (4, 8, 16):  # 32 warps lost at every shape of run 41
                 variants[f"split {_tiles_label(tiles)} w{warps}"] = lc.ForwardLaunch(tiles[0], 1, warps, False,
                                                                                     tiles[1:])
-            for label, cfg in variants.items():
-                nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
-                try:
-                    with torch.no_grad():
-                        row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
-                finally:
-                    nz.forward_launch = table
-                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            _time_forward_variants(op, rows, hidden, passes, fn, variants)
             del fn
             torch.cuda.empty_cache()
     print()
@@ -496,14 +505,7 @@ def forward_sweep(shapes):
             for chunk, warps in ((2048, 4), (2048, 8), (2048, 16), (4096, 8), (4096, 16), (8192, 8), (8192, 16)):
                 if chunk < hidden:
                     variants[f"looped {chunk} w{warps}"] = lc.ForwardLaunch(chunk, 1, warps, True)
-            for label, cfg in variants.items():
-                nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
-                try:
-                    with torch.no_grad():
-                        row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
-                finally:
-                    nz.forward_launch = table
-                print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
+            _time_forward_variants(op, rows, hidden, passes, fn, variants)
             del fn
             torch.cuda.empty_cache()
 

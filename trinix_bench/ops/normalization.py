@@ -263,11 +263,12 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
 
 
 @triton.jit
-def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w,
-                     DX_OPERANDS: tl.constexpr):
-    """One tile of a row block: load x and dy, return (x as loaded, dy as loaded, xhat, dy, g = dy * w',
-    the row sums of g * xhat and of g). Unless dx takes them from fp32 registers, the loads ask the
-    lines to stay in L1/L2 for the second read."""
+def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w, c1, c2, dw_acc, db_acc,
+                     COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr):
+    """One tile of a row block: load x and dy, add the tile's row sums of g * xhat and of g (g = dy * w')
+    to c1 and c2 and dy * xhat, dy to the dw / db sums; return (x as loaded, dy as loaded, xhat, g, c1,
+    c2, the dw and db sums). Unless dx takes them from fp32 registers, the loads ask the lines to stay
+    in L1/L2 for the second read."""
     if DX_OPERANDS == 0:  # HELD_FP32
         eviction: tl.constexpr = ""
     else:
@@ -278,8 +279,12 @@ def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mea
                      eviction_policy=eviction)
     xhat = tl.where(mask, (x_raw.to(tl.float32) - mean[:, None]) * rstd[:, None], 0.0)
     dy = dy_raw.to(tl.float32)
+    if COMPUTE_DW:
+        dw_acc += dy * xhat
+    if COMPUTE_DB:
+        db_acc += dy
     g = dy * w
-    return x_raw, dy_raw, xhat, dy, g, tl.sum(g * xhat, axis=1), tl.sum(g, axis=1)
+    return x_raw, dy_raw, xhat, g, c1 + tl.sum(g * xhat, axis=1), c2 + tl.sum(g, axis=1), dw_acc, db_acc
 
 
 @triton.jit
@@ -357,32 +362,20 @@ def _norm_bwd_kernel(
         else:
             mean = tl.load(mean_ptr + rows, mask=row_mask, other=0.0)
         mask = row_mask[:, None] & col_mask[None, :]
-        x_raw, dy_raw, xhat, dy, g, c1, c2 = _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask,
-                                                              mean, rstd, w, DX_OPERANDS)
-        if COMPUTE_DW:
-            dw_acc += dy * xhat
-        if COMPUTE_DB:
-            db_acc += dy
+        no_sum = tl.zeros_like(rstd)
+        x_raw, dy_raw, xhat, g, c1, c2, dw_acc, db_acc = _bwd_tile_reduce(
+            dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w, no_sum, no_sum, dw_acc, db_acc,
+            COMPUTE_DW, COMPUTE_DB, DX_OPERANDS)
         if BLOCK_N_2 > 0:
             mask2 = row_mask[:, None] & col_mask2[None, :]
-            x_raw2, dy_raw2, xhat2, dy2, g2, c1_2, c2_2 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd, w2, DX_OPERANDS)
-            c1 += c1_2
-            c2 += c2_2
-            if COMPUTE_DW:
-                dw_acc2 += dy2 * xhat2
-            if COMPUTE_DB:
-                db_acc2 += dy2
+            x_raw2, dy_raw2, xhat2, g2, c1, c2, dw_acc2, db_acc2 = _bwd_tile_reduce(
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd, w2, c1, c2, dw_acc2, db_acc2,
+                COMPUTE_DW, COMPUTE_DB, DX_OPERANDS)
         if BLOCK_N_3 > 0:
             mask3 = row_mask[:, None] & col_mask3[None, :]
-            x_raw3, dy_raw3, xhat3, dy3, g3, c1_3, c2_3 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd, w3, DX_OPERANDS)
-            c1 += c1_3
-            c2 += c2_3
-            if COMPUTE_DW:
-                dw_acc3 += dy3 * xhat3
-            if COMPUTE_DB:
-                db_acc3 += dy3
+            x_raw3, dy_raw3, xhat3, g3, c1, c2, dw_acc3, db_acc3 = _bwd_tile_reduce(
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd, w3, c1, c2, dw_acc3, db_acc3,
+                COMPUTE_DW, COMPUTE_DB, DX_OPERANDS)
         c1 = c1 / n_cols
         c2 = c2 / n_cols
         _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
