@@ -433,8 +433,9 @@ def _tiles_label(tiles):
 
 def split_rows(shapes, parts=("forward", "backward")):
     """Rows held as up to three power-of-two register tiles (split_tiles) against the table's
-    launch: the forward at 4-32 warps for each op, then fwd+bwd with the single-pass backward by
-    warps, row-loop stages and DxOperands, for rows within the backward's single-pass limit."""
+    launch: the forward at 4-16 warps for each op, then fwd+bwd with the single-pass backward by
+    warps, row-loop stages and DxOperands (past the padded tile's single-pass limit only the
+    operands that leave registers free). ``parts`` picks the forward, the backward or both."""
     from trinix_bench.ops import normalization as nz
 
     table = nz.forward_launch
