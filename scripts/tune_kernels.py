@@ -241,7 +241,8 @@ def looped_variants():
     w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
     y = torch.empty_like(x)
     args = (x, hidden, x, hidden, x, hidden, y, hidden, w, x, x, x, rows, hidden, 1e-6, 0.0)
-    flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk)
+    flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk,
+                 MASKED=False)
     for stages in (1, 2, 3):
         for warps in (4, 8):
             fn = lambda: nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=warps, num_stages=stages)
@@ -411,19 +412,24 @@ def non_pow2(shapes):
                   flush=True)
 
 
-def _time_forward_variants(op, rows, hidden, passes, fn, variants):
+def _time_forward_variants(op, rows, hidden, passes, fn, variants, masked_variants=None):
     """Time the inference call ``fn`` with each (label: ForwardLaunch) of ``variants`` in place of
-    ``forward_launch``; print a table row for each."""
+    ``forward_launch``, then each of ``masked_variants`` with the kernel's masks kept even where
+    the launch covers the problem exactly (the kernels before run 48); print a table row for each."""
     from trinix_bench.ops import normalization as nz
 
-    table = nz.forward_launch
-    for label, cfg in variants.items():
+    table, exact_cover = nz.forward_launch, lc.ForwardLaunch.exact_cover
+    runs = [(label, cfg, False) for label, cfg in variants.items()]
+    runs += [(label, cfg, True) for label, cfg in (masked_variants or {}).items()]
+    for label, cfg, keep_masks in runs:
         nz.forward_launch = lambda *_, _cfg=cfg, **__: _cfg
+        if keep_masks:
+            lc.ForwardLaunch.exact_cover = lambda *_: False
         try:
             with torch.no_grad():
                 row = _launch_variant_row(label, fn, passes * rows * hidden * 2)
         finally:
-            nz.forward_launch = table
+            nz.forward_launch, lc.ForwardLaunch.exact_cover = table, exact_cover
         print(f"| {op} | {rows}x{hidden} | {row} |", flush=True)
 
 
@@ -483,10 +489,49 @@ def split_rows(shapes, parts=("forward", "backward")):
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
 
 
+def masks(shapes):
+    """Forward (three ops) and fwd+bwd (RMSNorm, LayerNorm) under the tables in effect, with the
+    masks as the launches set them (off where the launch covers the problem exactly and the table
+    does not keep them: ForwardLaunch / BackwardLaunch ``masked``) and with the masks kept
+    everywhere, as before run 48."""
+    exact_cover = lc._Cover.exact_cover
+    modes = [(op, "fwd", passes) for op, (_, passes) in FORWARD_SWEEP_OPS.items()]
+    modes += [("rms_norm", "fwd+bwd", 5), ("layer_norm", "fwd+bwd", 5)]
+    print("Each cell: two readings, taken masked, unmasked, masked, unmasked.")
+    print("| op | mode | shape | masked us (% copy) | as the launches say us (% copy) | unmasked fwd / bwd |")
+    print("|---|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        for op, mode, passes in modes:
+            if mode == "fwd":
+                fn, leaves = _forward_call(op, rows, hidden), None
+            else:
+                fn, leaves = _training_step(op, rows, hidden)
+            readings = {True: [], False: []}
+            for keep_masks in (True, False, True, False):
+                if keep_masks:
+                    lc._Cover.exact_cover = lambda *_: False
+                try:
+                    with torch.no_grad() if mode == "fwd" else contextlib.nullcontext():
+                        ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median", grad_to_none=leaves)
+                finally:
+                    lc._Cover.exact_cover = exact_cover
+                readings[keep_masks].append(
+                    f"{ms * 1e3:.1f} ({passes * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
+            cells = [", ".join(readings[True]), ", ".join(readings[False])]
+            is_rms = op != "layer_norm"
+            fwd_exact = not lc.forward_launch(hidden, is_rms, op == "fused_add_rms_norm").masked(rows, hidden)
+            bwd_exact = not lc.backward_launch(rows, hidden, torch.device("cuda"), is_rms, 2).masked(rows, hidden)
+            print(f"| {op} | {mode} | {rows}x{hidden} | {cells[0]} | {cells[1]} | {fwd_exact} / "
+                  f"{bwd_exact if mode != 'fwd' else '-'} |", flush=True)
+            del fn, leaves
+            torch.cuda.empty_cache()
+
+
 def forward_sweep(shapes):
-    """Forward time of every launch worth trying per op and shape: the table's, the single-pass
-    tile at 4-32 warps, and for rows wider than 8192 the looped kernel at 4096/8192 chunks. Each
-    variant replaces ``forward_launch`` (the probes of run 10 set the warps table instead)."""
+    """Forward time of every launch worth trying per op and shape: the table's (and, where it
+    covers the shape exactly, the table's with the masks kept), the single-pass tile at 4-32 warps,
+    split tiles at 4-16 warps for non-power-of-two rows, and the looped kernel at 2048-8192 chunks.
+    Each variant replaces ``forward_launch`` (the probes of run 10 set the warps table instead)."""
     from trinix_bench.ops import normalization as nz
 
     table = nz.forward_launch
@@ -497,16 +542,24 @@ def forward_sweep(shapes):
             fn = _forward_call(op, rows, hidden)
             block_n = 1 << (hidden - 1).bit_length()
             base = table(hidden, is_rms, op == "fused_add_rms_norm")
-            variants = {f"table: {'looped' if base.looped else 'single'} {base.block_n} w{base.num_warps}": base}
+            table_label = f"table: {'looped' if base.looped else 'single'} {_tiles_label((base.block_n, *base.tail_n))} " \
+                          f"w{base.num_warps}"
+            variants = {table_label: base}
+            masked = {f"{table_label}, masked": base} if base.exact_cover(rows, hidden) else {}
             for warps in (4, 8, 16, 32):
                 if block_n // (32 * warps) <= 128:  # at most 128 values a thread
                     variants[f"single {block_n} w{warps}"] = lc.ForwardLaunch(block_n, base.block_m if not base.looped else 1,
                                                                           warps, False)
+            tiles = lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)
+            if tiles[1]:
+                for warps in (4, 8, 16):
+                    variants[f"split {_tiles_label(tiles)} w{warps}"] = lc.ForwardLaunch(tiles[0], 1, warps, False,
+                                                                                        tiles[1:])
             # Chunks down to 2048 at 16 warps are what inductor's autotuner picked for these rows (run 32).
             for chunk, warps in ((2048, 4), (2048, 8), (2048, 16), (4096, 8), (4096, 16), (8192, 8), (8192, 16)):
                 if chunk < hidden:
                     variants[f"looped {chunk} w{warps}"] = lc.ForwardLaunch(chunk, 1, warps, True)
-            _time_forward_variants(op, rows, hidden, passes, fn, variants)
+            _time_forward_variants(op, rows, hidden, passes, fn, variants, masked)
             del fn
             torch.cuda.empty_cache()
 
@@ -688,6 +741,7 @@ PROBES = {
     "resources": (kernel_resources, False),
     "split_rows": (split_rows, True),
     "non_pow2": (non_pow2, True),
+    "masks": (masks, True),
 }
 
 

@@ -97,7 +97,10 @@ def test_no_recompilation_per_eps_or_row_count():
     enabled_before, nz._LAUNCHES.enabled = nz._LAUNCHES.enabled, False
     try:
         w = torch.randn(1024, device=DEVICE, dtype=torch.bfloat16)
-        tb.rms_norm(torch.randn(3, 1024, device=DEVICE, dtype=torch.bfloat16), w, backend="triton")
+        # Two variants per launch: masked (a ragged last row block) and unmasked (exact cover).
+        block_m = nz.forward_launch(1024, True, False).block_m
+        for rows in (3, 2 * block_m):
+            tb.rms_norm(torch.randn(rows, 1024, device=DEVICE, dtype=torch.bfloat16), w, backend="triton")
         before = _compiled_variants(nz._norm_fwd_kernel)
         for rows, eps in [(1, 1e-5), (7, 1e-6), (16, 3e-3), (1000, 1e-8), (4097, 0.5)]:
             x = torch.randn(rows, 1024, device=DEVICE, dtype=torch.bfloat16)

@@ -366,7 +366,9 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
         # fp32 LayerNorm rows would stage four 64 KB tiles: past the shared memory, so looped
         assert backward_launch(4096, hidden, cpu, False, 4).looped
     assert backward_launch(4096, 8192, cpu, False, 2).dx_operands is DxOperands.HELD_FP32
-    assert backward_launch(4096, 20000, cpu, True, 2).looped  # past the split table's fill limit too
+    assert backward_launch(4096, 30000, cpu, True, 2).looped  # past the split table's fill limit too
+    # LayerNorm's 16384 tile ran slower unmasked (runs 48-49), so it keeps its masks
+    assert ln.keep_masks and ln.masked(4096, 16384) and not rms.masked(4096, 16384)
 
 
 def test_split_tile_tables_take_the_measured_widths():
@@ -549,3 +551,71 @@ def test_split_tile_kernels(op, rows, hidden, min_tile, operands, dtype, monkeyp
     monkeypatch.setattr(normalization, "backward_launch", backward)
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
+
+
+def test_exact_cover_says_when_the_kernel_needs_no_masks():
+    from trinix_bench.ops.launch_config import ForwardLaunch
+
+    looped = ForwardLaunch(512, 1, 4, True)
+    assert looped.exact_cover(3, 1024) and looped.exact_cover(1, 512)
+    assert not looped.exact_cover(3, 1000) and not looped.exact_cover(3, 1030)
+    single = ForwardLaunch(1024, 4, 4, False)
+    assert single.exact_cover(8, 1024)
+    assert not single.exact_cover(7, 1024)  # a ragged last row block
+    assert not single.exact_cover(8, 1000)  # idle lanes at the end of the tile
+    split = ForwardLaunch(256, 1, 4, False, (128, 64))
+    assert split.exact_cover(5, 448) and not split.exact_cover(5, 440)
+
+
+# kind -> (tiles, rows a block, exactly covered (rows, hidden), ragged columns, ragged rows)
+_MASK_CASES = {
+    "single": ((64,), 4, (8, 64), (8, 60), (7, 64)),
+    "split": ((256, 128, 64), 1, (5, 448), (5, 440), None),
+    "looped": ((128,), 1, (3, 512), (3, 500), None),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
+@pytest.mark.parametrize("case", ["exact", "ragged columns", "ragged rows"])
+@pytest.mark.parametrize("kind", list(_MASK_CASES))
+@pytest.mark.parametrize("op", OPS)
+def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeypatch):
+    # Exactly covered launches run the kernels unmasked (MASKED=False); any lane left over, in the
+    # columns or in the last row block, keeps the masks. Forward and backward against float64, for
+    # every place the single-pass backward takes dx's operands from.
+    import dataclasses
+
+    from trinix_bench.ops import launch_config, normalization
+
+    tiles, block_m, *shapes = _MASK_CASES[kind]
+    shape = dict(zip(["exact", "ragged columns", "ragged rows"], shapes))[case]
+    if shape is None:
+        pytest.skip("one row at a time: the rows are always covered")
+    if kind == "looped" and operands != "HELD_FP32":
+        pytest.skip("the looped backward has one way to take its operands")
+    looped = kind == "looped"
+    tail = tuple(tiles[1:]) + (0,) * (3 - len(tiles))
+    fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, (0, 0) if looped else tail)
+    table_backward = normalization.backward_launch
+
+    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
+        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
+        # two row blocks a strip, so the strips hold whole blocks as the table's launches do
+        return dataclasses.replace(cfg, looped=looped, block_n=tiles[0], tail_n=fwd.tail_n, block_m=block_m,
+                                   rows_per_program=2 * block_m, programs=-(-n_rows // (2 * block_m)),
+                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
+
+    monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
+    monkeypatch.setattr(normalization, "backward_launch", backward)
+    masked = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        masked.append(constexprs["MASKED"])
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    inputs, grads = make_inputs(op, *shape, dtype, "cpu")
+    check_op(op, inputs, grads)
+    assert masked == [case != "exact"] * 2  # the forward, then the backward

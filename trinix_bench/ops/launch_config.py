@@ -22,8 +22,26 @@ class DxOperands(enum.IntEnum):
     HELD_NARROW = 2  # kept in registers in the input dtype, widened again
 
 
+class _Cover:
+    """What the forward and backward launches share: whether a launch's lanes match the problem."""
+
+    def exact_cover(self, rows: int, hidden: int) -> bool:
+        """Whether the launch covers a (rows, hidden) problem with no lane left over: the looped
+        chunks divide the row, or the single-pass tiles add up to it and the row blocks divide the
+        rows (a backward strip holds whole row blocks). The kernel then runs without masks (its
+        MASKED flag off; run 48: LayerNorm 32768x12288 forward 438.8 -> 389.6 us)."""
+        if self.looped:  # one row at a time
+            return hidden % self.block_n == 0
+        return hidden == self.block_n + self.tail_n[0] + self.tail_n[1] and rows % self.block_m == 0
+
+    def masked(self, rows: int, hidden: int) -> bool:
+        """The kernel's MASKED flag: masks unless the launch covers the problem exactly, or where
+        a table keeps them because the unmasked code was measured slower (keep_masks)."""
+        return self.keep_masks or not self.exact_cover(rows, hidden)
+
+
 @dataclasses.dataclass(frozen=True)
-class ForwardLaunch:
+class ForwardLaunch(_Cover):
     """How the forward kernel covers a (rows, hidden) problem."""
 
     block_n: int  # columns held per program; >= hidden unless looped
@@ -33,10 +51,11 @@ class ForwardLaunch:
     # Single pass: widths of a second and a third register tile after the first block_n columns
     # (0: none), so a row of 12288 is held as 8192 + 4096 instead of a 16384-wide tile (split_tiles).
     tail_n: tuple[int, int] = (0, 0)
+    keep_masks: bool = False  # masked even when the launch covers the problem exactly
 
 
 @dataclasses.dataclass(frozen=True)
-class BackwardLaunch:
+class BackwardLaunch(_Cover):
     """How the backward kernel covers a (rows, hidden) problem."""
 
     block_n: int
@@ -48,6 +67,7 @@ class BackwardLaunch:
     row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
     dx_operands: DxOperands  # single pass: where dx takes x and dy from
     tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
+    keep_masks: bool = False  # as ForwardLaunch.keep_masks
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
@@ -188,9 +208,15 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 #   spills: 46-68%; read again at 3 stages is out of shared memory). All measured in bf16; held
 #   narrow only saves registers for 16-bit inputs, and its bit-level widening is bf16's (fp16 and
 #   fp32 rows take plain conversions, where the compiler may keep fp32 copies as before).
+# - The last field keeps the masks where the tile covers the row exactly. LayerNorm at 16384, read
+#   again at 2 stages, spilled more without them (20 vs 2 values a thread) and lost: 131072x16384
+#   7292.9 vs 6356.6 us (69 vs 79% of copy), 32768x16384 1865.4 vs 1616.1 (runs 48-49, `masks`);
+#   no other launch of this table lost without masks (unmasked: 3 stages held narrow 6518.1 us,
+#   1 stage read again 6997.7). RMSNorm at 16384 gained (131072x16384 5372.1 -> 5278.3).
+# op -> ((largest block_n, row-loop stages, dx operands, keep masks), ...)
 BACKWARD_SINGLE_PASS = {
-    True: ((8192, 3, DxOperands.HELD_FP32), (16384, 1, DxOperands.HELD_NARROW)),  # RMSNorm
-    False: ((8192, 3, DxOperands.HELD_FP32), (16384, 2, DxOperands.RELOADED)),  # LayerNorm
+    True: ((8192, 3, DxOperands.HELD_FP32, False), (16384, 1, DxOperands.HELD_NARROW, False)),  # RMSNorm
+    False: ((8192, 3, DxOperands.HELD_FP32, False), (16384, 2, DxOperands.RELOADED, True)),  # LayerNorm
 }
 # The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
 # at 1 / 2 / 3, run 20).
@@ -290,9 +316,9 @@ def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: 
         return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
                               0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
-    _, row_stages, dx_operands = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
+    _, row_stages, dx_operands, keep_masks = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
     return BackwardLaunch(block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False,
-                          0, 0, row_stages, dx_operands)
+                          0, 0, row_stages, dx_operands, keep_masks=keep_masks)
 
 
 @functools.lru_cache(maxsize=1024)
