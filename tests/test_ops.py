@@ -372,35 +372,58 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
 
 
 def test_split_tile_tables_take_the_measured_widths():
-    # run 41: split tiles won the forward at 5120 (both ops) and LayerNorm 12288, the 16-bit
-    # backward at 12288 (both ops) and RMSNorm 14336; the padded tile or the looped kernel kept
-    # every other width measured.
+    # runs 41-49: split tiles won the forward at 5120 (both ops) and LayerNorm 7168 / 12288, the
+    # 16-bit backward at 12288 / 14336 (both ops) and RMSNorm 5120 / 18432 / 28672; the padded tile
+    # or the looped kernel kept every other width measured.
     from trinix_bench.ops.launch_config import DxOperands, backward_launch, forward_launch
 
     cpu = torch.device("cpu")
     for is_rms in (True, False):
         cfg = forward_launch(5120, is_rms)
         assert (cfg.block_n, cfg.tail_n, cfg.num_warps, cfg.looped) == (4096, (1024, 0), 4, False)
-        assert forward_launch(7168, is_rms).tail_n == (0, 0) and forward_launch(14336, is_rms).tail_n == (0, 0)
         assert forward_launch(8192, is_rms).tail_n == (0, 0) and forward_launch(4096, is_rms).tail_n == (0, 0)
-        bwd = backward_launch(4096, 12288, cpu, is_rms, 2)
-        assert (bwd.block_n, bwd.tail_n, bwd.row_stages, bwd.dx_operands) == (8192, (4096, 0), 3, DxOperands.RELOADED)
-        assert backward_launch(4096, 5120, cpu, is_rms, 2).tail_n == (0, 0)
-        assert backward_launch(4096, 12288, cpu, is_rms, 4).tail_n == (0, 0)  # fp32: shared memory
+        for hidden in (12288, 14336):
+            bwd = backward_launch(4096, hidden, cpu, is_rms, 2)
+            assert (bwd.block_n, bwd.tail_n[0], bwd.row_stages, bwd.dx_operands) == (8192, 4096, 3,
+                                                                                       DxOperands.RELOADED)
+            assert backward_launch(4096, hidden, cpu, is_rms, 4).tail_n == (0, 0)  # fp32: shared memory
+        assert backward_launch(4096, 14336, cpu, is_rms, 2).tail_n == (4096, 2048)
+    assert forward_launch(7168, False).tail_n == (2048, 1024) and forward_launch(7168, True).tail_n == (0, 0)
     assert forward_launch(12288, False).tail_n == (4096, 0) and forward_launch(12288, True).looped
-    assert backward_launch(4096, 14336, cpu, True, 2).tail_n == (4096, 2048)
-    assert backward_launch(4096, 14336, cpu, False, 2).tail_n == (0, 0)
-    # past the padded tile's single-pass limit: RMSNorm 18432 = 16384 + 2048 (run 44); LayerNorm
-    # and 28672 stay looped, and so does a device that cannot fit the single-pass launch
+    rms_5120 = backward_launch(4096, 5120, cpu, True, 2)
+    assert (rms_5120.tail_n, rms_5120.num_warps, rms_5120.row_stages, rms_5120.dx_operands) == (
+        (1024, 0), 8, 4, DxOperands.HELD_FP32)
+    assert backward_launch(4096, 5120, cpu, False, 2).tail_n == (0, 0)
+    # past the padded tile's single-pass limit: RMSNorm 18432 = 16384 + 2048 at 2 stages (run 49),
+    # 28672 = 16384 + 8192 + 4096 at 1; LayerNorm stays looped, and so does a device that cannot
+    # fit the single-pass launch
     wide = backward_launch(4096, 18432, cpu, True, 2)
-    assert (wide.looped, wide.block_n, wide.tail_n, wide.num_warps) == (False, 16384, (2048, 0), 16)
-    assert backward_launch(4096, 18432, cpu, False, 2).looped and backward_launch(4096, 28672, cpu, True, 2).looped
+    assert (wide.looped, wide.block_n, wide.tail_n, wide.num_warps, wide.row_stages) == (False, 16384, (2048, 0),
+                                                                                         16, 2)
+    wider = backward_launch(4096, 28672, cpu, True, 2)
+    assert (wider.looped, wider.tail_n, wider.row_stages) == (False, (8192, 4096), 1)
+    assert backward_launch(4096, 18432, cpu, False, 2).looped and backward_launch(4096, 28672, cpu, False, 2).looped
     assert backward_launch(4096, 18432, cpu, True, 2, force_looped=True).looped
+
+
+def test_rows_filling_up_to_seven_eighths_of_their_tile_loop_forward():
+    # run 48: 14336 and 28672 (0.875 of their tile) loop too; chunks and warps by op and width
+    from trinix_bench.ops.launch_config import forward_launch
+
+    def chunks(hidden, is_rms):
+        cfg = forward_launch(hidden, is_rms)
+        return cfg.looped, cfg.block_n, cfg.num_warps
+
+    assert chunks(14336, True) == (True, 8192, 8) and chunks(14336, False) == (True, 2048, 8)
+    assert chunks(18432, True) == (True, 4096, 16) and chunks(18432, False) == (True, 2048, 8)
+    assert chunks(28672, True) == (True, 4096, 16) and chunks(28672, False) == (True, 4096, 16)
+    assert not forward_launch(30000, True).looped and not forward_launch(16384, False).looped
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
                                         ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000),
-                                        ("rms_norm", 18000)])
+                                        ("rms_norm", 18000), ("layer_norm", 7000), ("layer_norm", 14000),
+                                        ("rms_norm", 28000)])
 def test_split_tile_widths_through_the_tables(op, hidden):
     # The widths the tables split, end to end in bf16 (the backward splits 16-bit rows only).
     inputs, grads = make_inputs(op, 3, hidden, torch.bfloat16, "cpu")

@@ -98,12 +98,17 @@ WIDE_ROW_FWD_WARPS = 16
 #   16384x18432 292.2 (303.0; single 408.5).
 # - LayerNorm, 2048 chunks: 32768x12288 445.6 at 8 warps (single 464.5; 16 warps 501.1),
 #   16384x18432 351.9 at 16 warps (8 warps 381.7; 4096 at 8: 367.6).
-# - At 88% fill (28672) the looped kernel also won (RMS 127.3 vs 132.6, LN 144.9 vs 162.8 with
-#   4096 chunks at 16 warps) but 14336 was not measured that way, so the limit stays at 75%.
+# - Run 48 (forward_sweep, the kernels unmasked where the chunks divide the row), us: the limit
+#   rises to 88% fill (14336, 28672; 7168 is below LOW_FILL_MIN_HIDDEN). RMSNorm 32768x14336 8192
+#   chunks at 8 warps 442.3 (single 16384: 458.0; 4096 at 16: 462.1), 4096x28672 4096 at 16 127.0
+#   (single 32768: 132.5), 16384x18432 292.2 (unchanged). LayerNorm 2048 chunks at 8 warps now
+#   also past 12288: 32768x14336 474.8 (single 507.1; split tiles 480.0), 16384x18432 316.7 (16
+#   warps 346.9); 4096x28672 4096 at 16 warps 130.4 (single 162.9; 2048 at 8: 169.3). LayerNorm
+#   at 12288 takes split tiles (SPLIT_TILE_FWD, checked first).
 # op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, ((largest hidden, chunk, warps), ...))
 LOW_FILL_LOOPED_FWD = {
-    True: (0.75, ((MAX_SINGLE_PASS_FWD, 4096, 16),)),
-    False: (0.75, ((12288, 2048, 8), (MAX_SINGLE_PASS_FWD, 2048, 16))),
+    True: (0.875, ((12288, 4096, 16), (14336, 8192, 8), (MAX_SINGLE_PASS_FWD, 4096, 16))),
+    False: (0.875, ((18432, 2048, 8), (MAX_SINGLE_PASS_FWD, 4096, 16))),
 }
 # Below this width a row's tile is small enough that idle lanes cost little (5120 and 7168 were
 # within 1 point of each other single-pass vs looped for RMSNorm).
@@ -128,9 +133,13 @@ SPLIT_MIN_TILE = 1024
 # - Where split tiles lost (run 41): 7168 (0.875; RMS 63.0 vs 62.7, LN 76.7 vs 66.7), 14336
 #   (0.875; RMS 540.7 vs 458.0, LN 629.2 vs 498.9), 18432 and 28672 (the looped or the padded
 #   single pass won, e.g. RMS 16384x18432 330.1 vs 292.2).
+# - Run 48, with the kernels unmasked where the tiles add up to the row: LayerNorm 32768x12288
+#   389.6 us (was 438.8 masked; looped 2048 at 8 warps: 403.4), LayerNorm 8192x7168 at 4 warps 63.0
+#   vs 66.3 (single 8192 at 8; 8 warps: 95.4), hence its 0.875 limit at 8192. RMSNorm 7168 keeps
+#   the padded tile (62.1 vs 63.0); 14336 and wider loop (LOW_FILL_LOOPED_FWD).
 SPLIT_TILE_FWD = {
     True: ((8192, 0.625, 4),),
-    False: ((8192, 0.625, 4), (16384, 0.75, 8)),
+    False: ((8192, 0.875, 4), (16384, 0.75, 8)),
 }
 # Backward (16-bit inputs): op -> ((padded tile, largest fill, warps, row-loop stages, dx operands),
 # ...). split_rows, fwd+bwd us (bf16), runs 41, 42 and 44:
@@ -145,11 +154,19 @@ SPLIT_TILE_FWD = {
 #   read again: RMSNorm 938.7 vs 1110.7 (the looped kernel; 64 -> 75%); LayerNorm lost (best
 #   1366.2 vs 1221.5). 4096x28672 (16384 + 8192 + 4096): RMS 449.8 vs 460.8 (2%, not taken), LN
 #   lost (1227.3 vs 518.8).
+# - Run 49 (split_rows --parts backward with the kernels unmasked where the tiles add up to the
+#   row), fwd+bwd us: RMSNorm 8192x5120, 4096 + 1024 at 8 warps, 4 stages, held in fp32: 126.3 vs
+#   135.8 (72 -> 78%); RMSNorm 16384x18432 at 2 stages: 883.2 vs 932.1 at 1 (76 -> 80%); RMSNorm
+#   4096x28672, 16384 + 8192 + 4096 at 16 warps, 1 stage: 422.7 vs 460.4 (looped; 60 -> 65%);
+#   LayerNorm 32768x14336, 8192 + 4096 + 2048 at 16 warps, 3 stages: 1390.8 vs 1540.6 (padded
+#   16384; 71 -> 79%), hence its 0.875 limit. Still lost: LayerNorm 5120 (162.6 vs 152.6), 18432
+#   (1223.8 vs looped 1196.2) and 28672 (990.7 vs looped 517.2).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
-    True: ((16384, 0.875, 16, 3, DxOperands.RELOADED), (32768, 0.5625, 16, 1, DxOperands.RELOADED)),
-    False: ((16384, 0.75, 16, 3, DxOperands.RELOADED),),
+    True: ((8192, 0.625, 8, 4, DxOperands.HELD_FP32), (16384, 0.875, 16, 3, DxOperands.RELOADED),
+           (32768, 0.5625, 16, 2, DxOperands.RELOADED), (32768, 0.875, 16, 1, DxOperands.RELOADED)),
+    False: ((16384, 0.875, 16, 3, DxOperands.RELOADED),),
 }
 
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
