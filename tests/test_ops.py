@@ -372,8 +372,8 @@ def test_backward_table_holds_16k_rows_narrow_or_reloaded():
 
 
 def test_split_tile_tables_take_the_measured_widths():
-    # runs 41-49: split tiles won the forward at 5120 (both ops) and LayerNorm 7168 / 12288, the
-    # 16-bit backward at 12288 / 14336 (both ops) and RMSNorm 5120 / 18432 / 28672; the padded tile
+    # runs 41-51: split tiles won the forward at 5120 (both ops) and LayerNorm 7168 / 12288, the
+    # 16-bit backward at 5120 / 12288 / 14336 (both ops) and RMSNorm 18432 / 28672; the padded tile
     # or the looped kernel kept every other width measured.
     from trinix_bench.ops.launch_config import DxOperands, backward_launch, forward_launch
 
@@ -390,10 +390,10 @@ def test_split_tile_tables_take_the_measured_widths():
         assert backward_launch(4096, 14336, cpu, is_rms, 2).tail_n == (4096, 2048)
     assert forward_launch(7168, False).tail_n == (2048, 1024) and forward_launch(7168, True).tail_n == (0, 0)
     assert forward_launch(12288, False).tail_n == (4096, 0) and forward_launch(12288, True).looped
-    rms_5120 = backward_launch(4096, 5120, cpu, True, 2)
-    assert (rms_5120.tail_n, rms_5120.num_warps, rms_5120.row_stages, rms_5120.dx_operands) == (
-        (1024, 0), 8, 4, DxOperands.HELD_FP32)
-    assert backward_launch(4096, 5120, cpu, False, 2).tail_n == (0, 0)
+    for is_rms, warps in ((True, 8), (False, 4)):
+        narrow = backward_launch(4096, 5120, cpu, is_rms, 2)
+        assert (narrow.tail_n, narrow.num_warps, narrow.row_stages, narrow.dx_operands) == (
+            (1024, 0), warps, 4, DxOperands.HELD_FP32)
     # past the padded tile's single-pass limit: RMSNorm 18432 = 16384 + 2048 at 2 stages (run 49),
     # 28672 = 16384 + 8192 + 4096 at 1; LayerNorm stays looped, and so does a device that cannot
     # fit the single-pass launch

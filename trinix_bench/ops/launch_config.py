@@ -159,14 +159,16 @@ SPLIT_TILE_FWD = {
 #   135.8 (72 -> 78%); RMSNorm 16384x18432 at 2 stages: 883.2 vs 932.1 at 1 (76 -> 80%); RMSNorm
 #   4096x28672, 16384 + 8192 + 4096 at 16 warps, 1 stage: 422.7 vs 460.4 (looped; 60 -> 65%);
 #   LayerNorm 32768x14336, 8192 + 4096 + 2048 at 16 warps, 3 stages: 1390.8 vs 1540.6 (padded
-#   16384; 71 -> 79%), hence its 0.875 limit. Still lost: LayerNorm 5120 (162.6 vs 152.6), 18432
-#   (1223.8 vs looped 1196.2) and 28672 (990.7 vs looped 517.2).
+#   16384; 71 -> 79%), hence its 0.875 limit. Still lost: LayerNorm 18432 (1223.8 vs looped
+#   1196.2) and 28672 (990.7 vs looped 517.2).
+# - Run 51: LayerNorm 8192x5120, 4096 + 1024 at 4 warps, 4 stages, held in fp32: 142.1 (69%) vs
+#   147.3-148.8 for the padded 8192 tile at 8-16 warps, 2-4 stages (8 warps lost in run 49: 162.6).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
     True: ((8192, 0.625, 8, 4, DxOperands.HELD_FP32), (16384, 0.875, 16, 3, DxOperands.RELOADED),
            (32768, 0.5625, 16, 2, DxOperands.RELOADED), (32768, 0.875, 16, 1, DxOperands.RELOADED)),
-    False: ((16384, 0.875, 16, 3, DxOperands.RELOADED),),
+    False: ((8192, 0.625, 4, 4, DxOperands.HELD_FP32), (16384, 0.875, 16, 3, DxOperands.RELOADED)),
 }
 
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
