@@ -398,25 +398,34 @@ def backward_operands(shapes):
             lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {cfg.block_n} w{cfg.num_warps} s{cfg.row_stages}")
 
 
+def _probe_modes():
+    """(op, mode, passes over the tensor) of the three forwards and the two fwd+bwd."""
+    modes = [(op, "fwd", passes) for op, (_, passes) in FORWARD_SWEEP_OPS.items()]
+    return modes + [("rms_norm", "fwd+bwd", 5), ("layer_norm", "fwd+bwd", 5)]
+
+
+def _mode_call(op, mode, rows, hidden):
+    """(the call, the leaves to reset or None, the grad mode to time it under) for one op-mode."""
+    if mode == "fwd":
+        return _forward_call(op, rows, hidden), None, torch.no_grad
+    fn, leaves = _training_step(op, rows, hidden)
+    return fn, leaves, contextlib.nullcontext
+
+
 def non_pow2(shapes):
     """% of copy of each non-power-of-two width against its power-of-two neighbours at the same row
     count (so problem size and launch ramp cancel), under the tables in effect: forward for the
     three ops, fwd+bwd for RMSNorm and LayerNorm. Ratio = % of copy / the neighbour's; issue 5
     asks for >= 0.90."""
-    modes = [(op, "fwd", passes) for op, (_, passes) in FORWARD_SWEEP_OPS.items()]
-    modes += [("rms_norm", "fwd+bwd", 5), ("layer_norm", "fwd+bwd", 5)]
     print("| op | mode | rows | hidden | us | % of copy | pow2 below (% copy) | ratio | pow2 above (% copy) | ratio |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for rows, hidden in shapes:
         below, above = 1 << (hidden.bit_length() - 1), 1 << (hidden - 1).bit_length()
-        for op, mode, passes in modes:
+        for op, mode, passes in _probe_modes():
             percent = {}
             for width in (hidden, below, above):
-                if mode == "fwd":
-                    fn, leaves = _forward_call(op, rows, width), None
-                else:
-                    fn, leaves = _training_step(op, rows, width)
-                with torch.no_grad() if mode == "fwd" else contextlib.nullcontext():
+                fn, leaves, grad_mode = _mode_call(op, mode, rows, width)
+                with grad_mode():
                     _warm_up(fn, leaves)
                     ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median", grad_to_none=leaves)
                 percent[width] = (ms * 1e3, passes * rows * width * 2 / (ms * 1e-3) / 4.27e12 * 100)
@@ -513,25 +522,20 @@ def masks(shapes):
     does not keep them: ForwardLaunch / BackwardLaunch ``masked``) and with the masks kept
     everywhere, as before run 48."""
     exact_cover = lc._Cover.exact_cover
-    modes = [(op, "fwd", passes) for op, (_, passes) in FORWARD_SWEEP_OPS.items()]
-    modes += [("rms_norm", "fwd+bwd", 5), ("layer_norm", "fwd+bwd", 5)]
     print("Each cell: two readings, taken masked, unmasked, masked, unmasked.")
     print("| op | mode | shape | masked us (% copy) | as the launches say us (% copy) | unmasked fwd / bwd |")
     print("|---|---|---|---|---|---|")
     for rows, hidden in shapes:
-        for op, mode, passes in modes:
-            if mode == "fwd":
-                fn, leaves = _forward_call(op, rows, hidden), None
-            else:
-                fn, leaves = _training_step(op, rows, hidden)
-            with torch.no_grad() if mode == "fwd" else contextlib.nullcontext():
+        for op, mode, passes in _probe_modes():
+            fn, leaves, grad_mode = _mode_call(op, mode, rows, hidden)
+            with grad_mode():
                 _warm_up(fn, leaves)
             readings = {True: [], False: []}
             for keep_masks in (True, False, True, False):
                 if keep_masks:
                     lc._Cover.exact_cover = lambda *_: False
                 try:
-                    with torch.no_grad() if mode == "fwd" else contextlib.nullcontext():
+                    with grad_mode():
                         ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median", grad_to_none=leaves)
                 finally:
                     lc._Cover.exact_cover = exact_cover
