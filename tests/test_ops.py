@@ -5,8 +5,6 @@ PyTorch path. Shapes cover odd hidden sizes (1, 3, 127, 4097, 70000 — the last
 two-pass kernels), 0/1/7 rows, N-d and strided inputs.
 """
 
-import math
-
 import pytest
 import torch
 
@@ -547,6 +545,27 @@ def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
         assert sum(tiles) <= max(64, 1 << (hidden - 1).bit_length())
 
 
+def _force_launches(monkeypatch, fwd, operands):
+    """Launch the forward as ``fwd`` and the backward on the same tiles and row blocks (looped if
+    ``fwd`` is), two row blocks a strip (so strips hold whole blocks, as the table's launches do),
+    2 row stages and dx taken from ``operands``."""
+    import dataclasses
+
+    from trinix_bench.ops import launch_config, normalization
+
+    table_backward = normalization.backward_launch
+
+    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
+        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
+        return dataclasses.replace(cfg, looped=fwd.looped, block_n=fwd.block_n, tail_n=fwd.tail_n,
+                                   block_m=fwd.block_m, rows_per_program=2 * fwd.block_m,
+                                   programs=-(-n_rows // (2 * fwd.block_m)),
+                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
+
+    monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
+    monkeypatch.setattr(normalization, "backward_launch", backward)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
 @pytest.mark.parametrize("rows, hidden, min_tile", [(5, 777, 64), (7, 448, 64), (9, 40, 8)])
@@ -554,24 +573,12 @@ def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
 def test_split_tile_kernels(op, rows, hidden, min_tile, operands, dtype, monkeypatch):
     # Rows held as two or three register tiles (777 = 512 + 256 + a masked 64; 448 = 256 + 128 +
     # 64; 40 = 32 + 8 with several rows a program), forward and backward, for every dx source.
-    import dataclasses
-
-    from trinix_bench.ops import launch_config, normalization
+    from trinix_bench.ops import launch_config
 
     tiles = launch_config.split_tiles(hidden, min_tile)
     assert tiles[1] > 0
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
-    table_backward = normalization.backward_launch
-
-    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
-        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
-        block_m = launch_config._rows_per_program(tiles[0])
-        return dataclasses.replace(cfg, block_n=tiles[0], tail_n=tiles[1:], block_m=block_m,
-                                   rows_per_program=2 * block_m, programs=-(-n_rows // (2 * block_m)),
-                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
-
-    monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
-    monkeypatch.setattr(normalization, "backward_launch", backward)
+    _force_launches(monkeypatch, fwd, operands)
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
 
@@ -607,8 +614,6 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
     # Exactly covered launches run the kernels unmasked (MASKED=False); any lane left over, in the
     # columns or in the last row block, keeps the masks. Forward and backward against float64, for
     # every place the single-pass backward takes dx's operands from.
-    import dataclasses
-
     from trinix_bench.ops import launch_config, normalization
 
     tiles, block_m, *shapes = _MASK_CASES[kind]
@@ -620,17 +625,7 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
     looped = kind == "looped"
     tail = tuple(tiles[1:]) + (0,) * (3 - len(tiles))
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, (0, 0) if looped else tail)
-    table_backward = normalization.backward_launch
-
-    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
-        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
-        # two row blocks a strip, so the strips hold whole blocks as the table's launches do
-        return dataclasses.replace(cfg, looped=looped, block_n=tiles[0], tail_n=fwd.tail_n, block_m=block_m,
-                                   rows_per_program=2 * block_m, programs=-(-n_rows // (2 * block_m)),
-                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
-
-    monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
-    monkeypatch.setattr(normalization, "backward_launch", backward)
+    _force_launches(monkeypatch, fwd, operands)
     masked = []
     real_launch = normalization._LAUNCHES.launch
 

@@ -25,6 +25,8 @@ class DxOperands(enum.IntEnum):
 class _Cover:
     """What the forward and backward launches share: whether a launch's lanes match the problem."""
 
+    keep_masks = False  # a launch masked even when it covers the problem exactly (BackwardLaunch's field)
+
     def exact_cover(self, rows: int, hidden: int) -> bool:
         """Whether the launch covers a (rows, hidden) problem with no lane left over: the looped
         chunks divide the row, or the single-pass tiles add up to it and the row blocks divide the
@@ -51,7 +53,6 @@ class ForwardLaunch(_Cover):
     # Single pass: widths of a second and a third register tile after the first block_n columns
     # (0: none), so a row of 12288 is held as 8192 + 4096 instead of a 16384-wide tile (split_tiles).
     tail_n: tuple[int, int] = (0, 0)
-    keep_masks: bool = False  # masked even when the launch covers the problem exactly
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +68,7 @@ class BackwardLaunch(_Cover):
     row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
     dx_operands: DxOperands  # single pass: where dx takes x and dy from
     tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
-    keep_masks: bool = False  # as ForwardLaunch.keep_masks
+    keep_masks: bool = False  # masked even when the launch covers the problem exactly
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
