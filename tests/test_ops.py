@@ -319,8 +319,8 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
 
     table_launch = normalization.backward_launch
 
-    def launch(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
-        cfg = table_launch(n_rows, n_cols, device, is_rms, element_size, force_looped)
+    def launch(n_rows, n_cols, device, is_rms, dtype, force_looped=False):
+        cfg = table_launch(n_rows, n_cols, device, is_rms, dtype, force_looped)
         rows_per_program = blocks_per_strip * cfg.block_m
         return dataclasses.replace(cfg, programs=-(-n_rows // rows_per_program), rows_per_program=rows_per_program,
                                    row_stages=row_stages)
@@ -343,8 +343,8 @@ def test_backward_dx_operands(op, rows, hidden, operands, dtype, monkeypatch):
 
     table_launch = normalization.backward_launch
 
-    def launch(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
-        cfg = table_launch(n_rows, n_cols, device, is_rms, element_size, force_looped)
+    def launch(n_rows, n_cols, device, is_rms, dtype, force_looped=False):
+        cfg = table_launch(n_rows, n_cols, device, is_rms, dtype, force_looped)
         return dataclasses.replace(cfg, dx_operands=launch_config.DxOperands[operands], row_stages=2)
 
     monkeypatch.setattr(normalization, "backward_launch", launch)
@@ -352,21 +352,34 @@ def test_backward_dx_operands(op, rows, hidden, operands, dtype, monkeypatch):
     check_op(op, inputs, grads)
 
 
-def test_backward_table_holds_16k_rows_narrow_or_reloaded():
-    # The 16384-column tile only fits its registers when x and dy are not held in fp32 (runs 26-27).
+def test_backward_table_at_16k_columns():
+    # The 16384-column tile only fits its registers when x and dy are not held in fp32 (runs 26-27);
+    # 16-bit rows also read w' again per row, at 3 stages, LayerNorm's as two 8192 tiles (runs 54-56).
     from trinix_bench.ops.launch_config import DxOperands, backward_launch
 
     cpu = torch.device("cpu")
-    rms, ln = backward_launch(4096, 16384, cpu, True, 2), backward_launch(4096, 16384, cpu, False, 2)
-    assert not rms.looped and rms.dx_operands is DxOperands.HELD_NARROW and rms.tail_n == (0, 0)
-    assert not ln.looped and ln.dx_operands is DxOperands.RELOADED and ln.tail_n == (0, 0)
+    rms, ln = (backward_launch(4096, 16384, cpu, is_rms, torch.bfloat16) for is_rms in (True, False))
+    assert (rms.looped, rms.block_n, rms.tail_n, rms.row_stages, rms.dx_operands, rms.reload_weight) == (
+        False, 16384, (0, 0), 3, DxOperands.HELD_NARROW, True)
+    assert (ln.looped, ln.block_n, ln.tail_n, ln.row_stages, ln.dx_operands, ln.reload_weight) == (
+        False, 8192, (8192, 0), 3, DxOperands.HELD_NARROW, True)
+    assert not ln.masked(4096, 16384) and ln.masked(4096, 15000)  # the second tile idles past 15000
+    # fp16 RMSNorm takes the bf16 launch; fp16 LayerNorm spilled on it and keeps one masked tile
+    # read again (run 57); fp32 RMSNorm keeps one stage and w held (three stages of fp32 tiles pass
+    # the shared memory)
+    rms16, ln16 = (backward_launch(4096, 16384, cpu, is_rms, torch.float16) for is_rms in (True, False))
+    assert rms16 == rms
+    assert (ln16.block_n, ln16.tail_n, ln16.row_stages, ln16.dx_operands, ln16.reload_weight) == (
+        16384, (0, 0), 2, DxOperands.RELOADED, False)
+    assert ln16.masked(4096, 16384)
+    rms32 = backward_launch(4096, 16384, cpu, True, torch.float32)
+    assert (rms32.block_n, rms32.row_stages, rms32.reload_weight) == (16384, 1, False)
     for hidden in (12288, 16384):
         # fp32 LayerNorm rows would stage four 64 KB tiles: past the shared memory, so looped
-        assert backward_launch(4096, hidden, cpu, False, 4).looped
-    assert backward_launch(4096, 8192, cpu, False, 2).dx_operands is DxOperands.HELD_FP32
-    assert backward_launch(4096, 30000, cpu, True, 2).looped  # past the split table's fill limit too
-    # LayerNorm's 16384 tile ran slower unmasked (runs 48-49), so it keeps its masks
-    assert ln.keep_masks and ln.masked(4096, 16384) and not rms.masked(4096, 16384)
+        assert backward_launch(4096, hidden, cpu, False, torch.float32).looped
+    assert backward_launch(4096, 8192, cpu, False, torch.bfloat16).dx_operands is DxOperands.HELD_FP32
+    assert not backward_launch(4096, 8192, cpu, False, torch.bfloat16).reload_weight
+    assert backward_launch(4096, 30000, cpu, True, torch.bfloat16).looped  # past the split table's fill limit too
 
 
 def test_split_tile_tables_take_the_measured_widths():
@@ -381,27 +394,32 @@ def test_split_tile_tables_take_the_measured_widths():
         assert (cfg.block_n, cfg.tail_n, cfg.num_warps, cfg.looped) == (4096, (1024, 0), 4, False)
         assert forward_launch(8192, is_rms).tail_n == (0, 0) and forward_launch(4096, is_rms).tail_n == (0, 0)
         for hidden in (12288, 14336):
-            bwd = backward_launch(4096, hidden, cpu, is_rms, 2)
-            assert (bwd.block_n, bwd.tail_n[0], bwd.row_stages, bwd.dx_operands) == (8192, 4096, 3,
-                                                                                       DxOperands.RELOADED)
-            assert backward_launch(4096, hidden, cpu, is_rms, 4).tail_n == (0, 0)  # fp32: shared memory
-        assert backward_launch(4096, 14336, cpu, is_rms, 2).tail_n == (4096, 2048)
+            bwd = backward_launch(4096, hidden, cpu, is_rms, torch.bfloat16)
+            # LayerNorm 12288 holds x and dy in fp32 and reads w' again per row (runs 54-56)
+            held = hidden == 12288 and not is_rms
+            assert (bwd.block_n, bwd.tail_n[0], bwd.row_stages, bwd.dx_operands, bwd.reload_weight) == (
+                8192, 4096, 3, DxOperands.HELD_FP32 if held else DxOperands.RELOADED, held)
+            assert backward_launch(4096, hidden, cpu, is_rms, torch.float32).tail_n == (0, 0)  # fp32: shared memory
+        assert backward_launch(4096, 14336, cpu, is_rms, torch.bfloat16).tail_n == (4096, 2048)
     assert forward_launch(7168, False).tail_n == (2048, 1024) and forward_launch(7168, True).tail_n == (0, 0)
     assert forward_launch(12288, False).tail_n == (4096, 0) and forward_launch(12288, True).looped
     for is_rms, warps in ((True, 8), (False, 4)):
-        narrow = backward_launch(4096, 5120, cpu, is_rms, 2)
+        narrow = backward_launch(4096, 5120, cpu, is_rms, torch.bfloat16)
         assert (narrow.tail_n, narrow.num_warps, narrow.row_stages, narrow.dx_operands) == (
             (1024, 0), warps, 4, DxOperands.HELD_FP32)
-    # past the padded tile's single-pass limit: RMSNorm 18432 = 16384 + 2048 at 2 stages (run 49),
-    # 28672 = 16384 + 8192 + 4096 at 1; LayerNorm stays looped, and so does a device that cannot
-    # fit the single-pass launch
-    wide = backward_launch(4096, 18432, cpu, True, 2)
-    assert (wide.looped, wide.block_n, wide.tail_n, wide.num_warps, wide.row_stages) == (False, 16384, (2048, 0),
-                                                                                         16, 2)
-    wider = backward_launch(4096, 28672, cpu, True, 2)
-    assert (wider.looped, wider.tail_n, wider.row_stages) == (False, (8192, 4096), 1)
-    assert backward_launch(4096, 18432, cpu, False, 2).looped and backward_launch(4096, 28672, cpu, False, 2).looped
-    assert backward_launch(4096, 18432, cpu, True, 2, force_looped=True).looped
+    # past the padded tile's single-pass limit, reading w' again per row (runs 54-56): RMSNorm 18432 =
+    # 16384 + 2048 held narrow at 3 stages, 28672 = 16384 + 8192 + 4096 read again at 1; LayerNorm
+    # 18432 read again at 2 stages, 28672 looped, and so does a device that cannot fit the launch
+    wide = backward_launch(4096, 18432, cpu, True, torch.bfloat16)
+    assert (wide.looped, wide.block_n, wide.tail_n, wide.num_warps, wide.row_stages, wide.dx_operands,
+            wide.reload_weight) == (False, 16384, (2048, 0), 16, 3, DxOperands.HELD_NARROW, True)
+    wider = backward_launch(4096, 28672, cpu, True, torch.bfloat16)
+    assert (wider.looped, wider.tail_n, wider.row_stages, wider.reload_weight) == (False, (8192, 4096), 1, True)
+    ln_wide = backward_launch(4096, 18432, cpu, False, torch.bfloat16)
+    assert (ln_wide.looped, ln_wide.tail_n, ln_wide.row_stages, ln_wide.dx_operands, ln_wide.reload_weight) == (
+        False, (2048, 0), 2, DxOperands.RELOADED, True)
+    assert backward_launch(4096, 28672, cpu, False, torch.bfloat16).looped
+    assert backward_launch(4096, 18432, cpu, True, torch.bfloat16, force_looped=True).looped
 
 
 def test_rows_filling_up_to_seven_eighths_of_their_tile_loop_forward():
@@ -421,9 +439,11 @@ def test_rows_filling_up_to_seven_eighths_of_their_tile_loop_forward():
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
                                         ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000),
                                         ("rms_norm", 18000), ("layer_norm", 7000), ("layer_norm", 14000),
-                                        ("rms_norm", 28000)])
+                                        ("rms_norm", 28000), ("layer_norm", 18000), ("rms_norm", 16384),
+                                        ("layer_norm", 16384), ("layer_norm", 15000)])
 def test_split_tile_widths_through_the_tables(op, hidden):
-    # The widths the tables split, end to end in bf16 (the backward splits 16-bit rows only).
+    # The widths the tables split, end to end in bf16 (the backward splits 16-bit rows only), and
+    # the 16384-column rows whose backward reads w' again per row (LayerNorm's as two tiles).
     inputs, grads = make_inputs(op, 3, hidden, torch.bfloat16, "cpu")
     check_op(op, inputs, grads)
 
@@ -545,22 +565,23 @@ def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
         assert sum(tiles) <= max(64, 1 << (hidden - 1).bit_length())
 
 
-def _force_launches(monkeypatch, fwd, operands):
+def _force_launches(monkeypatch, fwd, operands, reload_weight=False):
     """Launch the forward as ``fwd`` and the backward on the same tiles and row blocks (looped if
     ``fwd`` is), two row blocks a strip (so strips hold whole blocks, as the table's launches do),
-    2 row stages and dx taken from ``operands``."""
+    2 row stages, dx taken from ``operands`` and w held or read again per row (``reload_weight``)."""
     import dataclasses
 
     from trinix_bench.ops import launch_config, normalization
 
     table_backward = normalization.backward_launch
 
-    def backward(n_rows, n_cols, device, is_rms, element_size, force_looped=False):
-        cfg = table_backward(n_rows, n_cols, device, is_rms, element_size, force_looped)
+    def backward(n_rows, n_cols, device, is_rms, dtype, force_looped=False):
+        cfg = table_backward(n_rows, n_cols, device, is_rms, dtype, force_looped)
         return dataclasses.replace(cfg, looped=fwd.looped, block_n=fwd.block_n, tail_n=fwd.tail_n,
                                    block_m=fwd.block_m, rows_per_program=2 * fwd.block_m,
                                    programs=-(-n_rows // (2 * fwd.block_m)),
-                                   dx_operands=launch_config.DxOperands[operands], row_stages=2)
+                                   dx_operands=launch_config.DxOperands[operands], row_stages=2,
+                                   reload_weight=reload_weight)
 
     monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
     monkeypatch.setattr(normalization, "backward_launch", backward)
@@ -581,6 +602,30 @@ def test_split_tile_kernels(op, rows, hidden, min_tile, operands, dtype, monkeyp
     _force_launches(monkeypatch, fwd, operands)
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
+@pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448), ((32, 8, 0), 9, 40)])
+@pytest.mark.parametrize("op", OPS)
+def test_backward_reading_w_again_per_row(op, tiles, rows, hidden, operands, dtype, monkeypatch):
+    # The single-pass backward with w' read again for every row block instead of held: one tile
+    # (masked), three tiles covering the row exactly, and two tiles with several rows a block.
+    from trinix_bench.ops import launch_config, normalization
+
+    fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
+    _force_launches(monkeypatch, fwd, operands, reload_weight=True)
+    flags = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        flags.append(constexprs.get("RELOAD_W"))
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
+    check_op(op, inputs, grads)
+    assert flags == [None, True]  # the forward has no such flag; the backward read w again
 
 
 def test_exact_cover_says_when_the_kernel_needs_no_masks():

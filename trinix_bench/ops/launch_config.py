@@ -69,6 +69,19 @@ class BackwardLaunch(_Cover):
     dx_operands: DxOperands  # single pass: where dx takes x and dy from
     tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
     keep_masks: bool = False  # masked even when the launch covers the problem exactly
+    reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
+
+
+@dataclasses.dataclass(frozen=True)
+class RowLoop:
+    """How the single-pass backward walks its strip of rows: a row of BACKWARD_SINGLE_PASS or
+    SPLIT_TILE_BWD."""
+
+    stages: int  # software-pipelining depth: the next rows' x and dy are staged in shared memory
+    dx_operands: DxOperands  # where dx takes x and dy from after the row reductions
+    reload_weight: bool = False  # read w' again for every row instead of holding it: frees registers
+    keep_masks: bool = False  # masked even where the launch covers the problem exactly
+    equal_tiles: int = 1  # a power-of-two row held as this many equal register tiles (1 or 2)
 
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
@@ -142,8 +155,8 @@ SPLIT_TILE_FWD = {
     True: ((8192, 0.625, 4),),
     False: ((8192, 0.875, 4), (16384, 0.75, 8)),
 }
-# Backward (16-bit inputs): op -> ((padded tile, largest fill, warps, row-loop stages, dx operands),
-# ...). split_rows, fwd+bwd us (bf16), runs 41, 42 and 44:
+# Backward (16-bit inputs): op -> ((padded tile, largest fill, warps, RowLoop), ...).
+# split_rows, fwd+bwd us (bf16), runs 41, 42 and 44:
 # - 32768x12288, 8192 + 4096 at 16 warps, 3 stages, x and dy read again: RMSNorm 989.9 vs 1095.4
 #   (86 -> 95% of copy; the padded tile's best was held narrow at 1 stage), LayerNorm 1311.0 vs
 #   1398.4 (67 -> 72%). 4096 x 3 tiles: RMS 985.6, LN 1424.2. 4 stages: out of shared memory.
@@ -164,12 +177,25 @@ SPLIT_TILE_FWD = {
 #   1196.2) and 28672 (990.7 vs looped 517.2).
 # - Run 51: LayerNorm 8192x5120, 4096 + 1024 at 4 warps, 4 stages, held in fp32: 142.1 (69%) vs
 #   147.3-148.8 for the padded 8192 tile at 8-16 warps, 2-4 stages (8 warps lost in run 49: 162.6).
+# - Runs 54-56 (reload_weight, backward_ab: w' read again per row, two alternating readings):
+#   RMSNorm 16384x18432 at 3 stages held narrow: 753.1-759.4 vs 871.6-895.1 us (80 -> 94%; fp16
+#   the same); RMSNorm 4096x28672 at 1 stage, read again: 399.5 vs 418.7-419.0 (fp16 376.0 vs
+#   424.2); LayerNorm 16384x18432 at 2 stages, read again: 1059.2-1083.4 vs 1183.9-1226.8 for the
+#   looped kernel (60 -> 66%; 4096x18432 301.2 vs 347.8; fp16 1105.0 vs 1171.3); LayerNorm
+#   32768x12288 held in fp32 at 3 stages: 1032.0-1066.7 vs 1069.2-1117.2 (three runs, each
+#   ahead). Reading w again lost or tied at 5120, 14336 and RMSNorm 12288 (e.g. LayerNorm 14336
+#   1507.7 vs 1350.8; RMSNorm 12288 988.8 vs 987.9).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
-    True: ((8192, 0.625, 8, 4, DxOperands.HELD_FP32), (16384, 0.875, 16, 3, DxOperands.RELOADED),
-           (32768, 0.5625, 16, 2, DxOperands.RELOADED), (32768, 0.875, 16, 1, DxOperands.RELOADED)),
-    False: ((8192, 0.625, 4, 4, DxOperands.HELD_FP32), (16384, 0.875, 16, 3, DxOperands.RELOADED)),
+    True: ((8192, 0.625, 8, RowLoop(4, DxOperands.HELD_FP32)),
+           (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
+           (32768, 0.5625, 16, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True)),
+           (32768, 0.875, 16, RowLoop(1, DxOperands.RELOADED, reload_weight=True))),
+    False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32)),
+            (16384, 0.75, 16, RowLoop(3, DxOperands.HELD_FP32, reload_weight=True)),
+            (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
+            (32768, 0.5625, 16, RowLoop(2, DxOperands.RELOADED, reload_weight=True))),
 }
 
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
@@ -233,10 +259,29 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 #   7292.9 vs 6356.6 us (69 vs 79% of copy), 32768x16384 1865.4 vs 1616.1 (runs 48-49, `masks`);
 #   no other launch of this table lost without masks (unmasked: 3 stages held narrow 6518.1 us,
 #   1 stage read again 6997.7). RMSNorm at 16384 gained (131072x16384 5372.1 -> 5278.3).
-# op -> ((largest block_n, row-loop stages, dx operands, keep masks), ...)
+# - Runs 54-56 (reload_weight, backward_ab), 16-bit rows at 16384 with w' read again per row,
+#   two alternating readings, us: RMSNorm held narrow at 3 stages 5173.9-5177.1 vs 5274.8-5281.6
+#   (131072x16384, 95 -> 97%), 1316.3-1319.5 vs 1342.2-1343.9 (32768x16384); fp16 5178.7-5189.5
+#   vs 5777.8-5780.0 (its narrow hold spilled). LayerNorm as two 8192 tiles, held narrow at 3
+#   stages: 5967.3-6013.3 vs 6312.4 (80 -> 84%; one 16384 tile read again at 1-2 stages 6270.2-
+#   6329.0; two tiles at 1-2 stages read again 6536.5-7664.4). Without w read again (runs 41-42)
+#   two tiles had lost (6700.8). 32-bit rows keep their launches (three stages of fp32 tiles do
+#   not fit shared memory).
+# - Run 57: fp16 LayerNorm lost on the two tiles held narrow (6704.1-6712.6 vs 6267.6-6277.6 us;
+#   24 values a thread spilled: fp16 widens by plain conversion, which the compiler merges with the
+#   first and holds), so fp16 keeps the single tile read again; fp16 RMSNorm took the bf16 row
+#   (5171.8-5173.3 vs 5791.0-5803.4).
+# (is_rms, the rows' dtype: bfloat16, float16, float32 for every other) -> ((largest block_n, RowLoop), ...)
+_HELD_FP32_TO_8192 = (8192, RowLoop(3, DxOperands.HELD_FP32))
+_RMS_16K_16_BIT = (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True))
 BACKWARD_SINGLE_PASS = {
-    True: ((8192, 3, DxOperands.HELD_FP32, False), (16384, 1, DxOperands.HELD_NARROW, False)),  # RMSNorm
-    False: ((8192, 3, DxOperands.HELD_FP32, False), (16384, 2, DxOperands.RELOADED, True)),  # LayerNorm
+    (True, torch.bfloat16): (_HELD_FP32_TO_8192, _RMS_16K_16_BIT),
+    (True, torch.float16): (_HELD_FP32_TO_8192, _RMS_16K_16_BIT),
+    (True, torch.float32): (_HELD_FP32_TO_8192, (16384, RowLoop(1, DxOperands.HELD_NARROW))),
+    (False, torch.bfloat16): (_HELD_FP32_TO_8192,
+                              (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True, equal_tiles=2))),
+    (False, torch.float16): (_HELD_FP32_TO_8192, (16384, RowLoop(2, DxOperands.RELOADED, keep_masks=True))),
+    (False, torch.float32): (_HELD_FP32_TO_8192,),
 }
 # The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
 # at 1 / 2 / 3, run 20).
@@ -324,32 +369,40 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
 
 
 @functools.lru_cache(maxsize=None)
-def _backward_shape(hidden: int, is_rms: bool, element_size: int, force_looped: bool) -> BackwardLaunch:
+def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped: bool) -> BackwardLaunch:
     """The launch without its grid (programs, rows_per_program are filled in per call)."""
-    split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if element_size <= 2 and not force_looped else None
+    sixteen_bit = dtype.itemsize <= 2
+    split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if sixteen_bit and not force_looped else None
     if split is not None:  # may pass the padded tile's single-pass limit (18432 = 16384 + 2048)
-        _, _, warps, row_stages, dx_operands = split
-        head, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
-        return BackwardLaunch(head, _rows_per_program(head), warps, False, 0, 0, row_stages, dx_operands, tuple(tail_n))
-    max_single_pass = MAX_SINGLE_PASS_BWD[is_rms, element_size <= 2]
-    if hidden > max_single_pass or force_looped:
+        _, _, warps, loop = split
+        return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop)
+    if hidden > MAX_SINGLE_PASS_BWD[is_rms, sixteen_bit] or force_looped:
         return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
                               0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
     block_n = _next_power_of_2(hidden)
-    _, row_stages, dx_operands, keep_masks = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms])
-    return BackwardLaunch(block_n, _rows_per_program(block_n), _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), False,
-                          0, 0, row_stages, dx_operands, keep_masks=keep_masks)
+    row_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
+    _, loop = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms, row_dtype])
+    tile = block_n // loop.equal_tiles
+    tiles = (tile, tile if loop.equal_tiles == 2 else 0, 0)
+    return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop)
+
+
+def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> BackwardLaunch:
+    """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
+    filled in."""
+    return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
+                          tiles[1:], keep_masks=loop.keep_masks, reload_weight=loop.reload_weight)
 
 
 @functools.lru_cache(maxsize=1024)
-def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, element_size: int,
+def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, dtype: torch.dtype,
                     force_looped: bool = False) -> BackwardLaunch:
-    """Launch shape for the backward kernel: a grid of row strips, a few per SM. ``element_size``
-    is the byte size of x's dtype; ``force_looped`` picks the looped kernel, whose shared memory
+    """Launch shape for the backward kernel: a grid of row strips, a few per SM. ``dtype`` is x's
+    (what the kernel reads); ``force_looped`` picks the looped kernel, whose shared memory
     needs are small, for a device that cannot fit the single-pass launch. Cached: a training run
     sees a handful of (rows, hidden) shapes, and building the launch cost ~3 us of host time a
     backward on the H200 (run 36, scripts/tune_kernels.py host_training)."""
-    shape = _backward_shape(hidden, is_rms, element_size, force_looped)
+    shape = _backward_shape(hidden, is_rms, dtype, force_looped)
     max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[shape.looped]
     row_blocks = -(-rows // shape.block_m)
     programs = max(1, min(max_programs, row_blocks))

@@ -83,6 +83,28 @@ def _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, MASKED: tl.c
 
 
 @triton.jit
+def _held_scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, MASKED: tl.constexpr,
+                RELOAD_W: tl.constexpr):
+    """w' for a backward tile, loaded once before the row loop; a placeholder when RELOAD_W has each
+    row read it again instead (_tile_scale)."""
+    if RELOAD_W:
+        return 0.0
+    else:
+        return _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
+
+
+@triton.jit
+def _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, MASKED: tl.constexpr,
+                RELOAD_W: tl.constexpr):
+    """w' where a backward row needs it: the held registers, or read again (from L1/L2: the row of
+    w stays there), which frees a tile's worth of registers across the row loop."""
+    if RELOAD_W:
+        return _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
+    else:
+        return w_held
+
+
+@triton.jit
 def _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
                   HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr):
     y = xhat * _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
@@ -335,6 +357,7 @@ def _norm_bwd_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
+    RELOAD_W: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
@@ -351,6 +374,7 @@ def _norm_bwd_kernel(
     second time from L1/L2 (RELOADED; the first read asks the lines to stay), or held in registers
     in their input dtype and widened again (HELD_NARROW). The last two keep only w' and the dw/db
     sums live across the reductions, which a 16384-column tile needs to fit its registers.
+    RELOAD_W drops w' from that set too: each row block reads it again (from L1/L2) where it is used.
 
     MASKED is False when the tiles cover the columns and the row blocks the rows exactly
     (BackwardLaunch.exact_cover)."""
@@ -359,19 +383,19 @@ def _norm_bwd_kernel(
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
     cols = tl.arange(0, BLOCK_N)
     col_mask = cols < n_cols
-    w = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
+    w = _held_scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
     dw_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     db_acc = tl.zeros([BLOCK_M, BLOCK_N], tl.float32)
     if BLOCK_N_2 > 0:
         cols2 = BLOCK_N + tl.arange(0, BLOCK_N_2)
         col_mask2 = cols2 < n_cols
-        w2 = _scale(w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED)
+        w2 = _held_scale(w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED, RELOAD_W)
         dw_acc2 = tl.zeros([BLOCK_M, BLOCK_N_2], tl.float32)
         db_acc2 = tl.zeros([BLOCK_M, BLOCK_N_2], tl.float32)
     if BLOCK_N_3 > 0:
         cols3 = BLOCK_N + BLOCK_N_2 + tl.arange(0, BLOCK_N_3)
         col_mask3 = cols3 < n_cols
-        w3 = _scale(w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED)
+        w3 = _held_scale(w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED, RELOAD_W)
         dw_acc3 = tl.zeros([BLOCK_M, BLOCK_N_3], tl.float32)
         db_acc3 = tl.zeros([BLOCK_M, BLOCK_N_3], tl.float32)
     for row0 in tl.range(row_start, row_end, BLOCK_M, num_stages=ROW_STAGES):
@@ -386,31 +410,37 @@ def _norm_bwd_kernel(
         mask = row_mask[:, None] & col_mask[None, :]
         no_sum = tl.zeros_like(rstd)
         x_raw, dy_raw, xhat, g, c1, c2, dw_acc, db_acc = _bwd_tile_reduce(
-            dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w, no_sum, no_sum, dw_acc, db_acc,
-            COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+            dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd,
+            _tile_scale(w, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W), no_sum, no_sum,
+            dw_acc, db_acc, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
         if BLOCK_N_2 > 0:
             mask2 = row_mask[:, None] & col_mask2[None, :]
             x_raw2, dy_raw2, xhat2, g2, c1, c2, dw_acc2, db_acc2 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd, w2, c1, c2, dw_acc2, db_acc2,
-                COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd,
+                _tile_scale(w2, w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED, RELOAD_W), c1, c2,
+                dw_acc2, db_acc2, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
         if BLOCK_N_3 > 0:
             mask3 = row_mask[:, None] & col_mask3[None, :]
             x_raw3, dy_raw3, xhat3, g3, c1, c2, dw_acc3, db_acc3 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd, w3, c1, c2, dw_acc3, db_acc3,
-                COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd,
+                _tile_scale(w3, w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED, RELOAD_W), c1, c2,
+                dw_acc3, db_acc3, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
         c1 = c1 / n_cols
         c2 = c2 / n_cols
         _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                     x_raw, dy_raw, xhat, g, w, mean, rstd, c1, c2, rows64, cols, mask, IS_RMS, HAS_DRES, DX_OPERANDS,
-                     MASKED)
+                     x_raw, dy_raw, xhat, g,
+                     _tile_scale(w, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
+                     c1, c2, rows64, cols, mask, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
         if BLOCK_N_2 > 0:
             _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                         x_raw2, dy_raw2, xhat2, g2, w2, mean, rstd, c1, c2, rows64, cols2, mask2,
-                         IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
+                         x_raw2, dy_raw2, xhat2, g2,
+                         _tile_scale(w2, w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
+                         c1, c2, rows64, cols2, mask2, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
         if BLOCK_N_3 > 0:
             _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                         x_raw3, dy_raw3, xhat3, g3, w3, mean, rstd, c1, c2, rows64, cols3, mask3,
-                         IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
+                         x_raw3, dy_raw3, xhat3, g3,
+                         _tile_scale(w3, w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
+                         c1, c2, rows64, cols3, mask3, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
     partial = pid.to(tl.int64) * n_cols
     if COMPUTE_DW:
         tl.store(dw_partial_ptr + partial + cols, tl.sum(dw_acc, axis=0), mask=col_mask)
@@ -434,11 +464,12 @@ def _norm_bwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
+    RELOAD_W: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
     rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once.
-    DX_OPERANDS, BLOCK_N_2 and BLOCK_N_3 are unused here."""
+    DX_OPERANDS, BLOCK_N_2, BLOCK_N_3 and RELOAD_W are unused here."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -665,7 +696,7 @@ def launch_forward(
     return y, res_out, mean, rstd
 
 
-# (hidden, is_rms, element size, device index) whose single-pass backward ran out of resources.
+# (hidden, is_rms, dtype, device index) whose single-pass backward ran out of resources.
 _SINGLE_PASS_TOO_BIG: set = set()
 
 
@@ -689,7 +720,7 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
         IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=weight is not None,
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
-        BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols),
+        BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
@@ -725,11 +756,11 @@ def launch_backward(
     weight = weight.contiguous() if weight is not None else None
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
-    element_size = normed_input.element_size()
-    shape_key = (n_cols, is_rms, element_size, device.index)
+    dtype = normed_input.dtype
+    shape_key = (n_cols, is_rms, dtype, device.index)
     kernel_args = (dy2, dres2, dresidual_out is not None, x2, _as_rows(dx, n_cols), weight, mean, rstd, offset,
                    is_rms, compute_dw, compute_db)
-    cfg = backward_launch(n_rows, n_cols, device, is_rms, element_size, force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
+    cfg = backward_launch(n_rows, n_cols, device, is_rms, dtype, force_looped=shape_key in _SINGLE_PASS_TOO_BIG)
     try:
         dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
     except OutOfResources:
@@ -738,7 +769,7 @@ def launch_backward(
         # The single-pass tables were tuned on the H200 (227 KB of shared memory a block); a device
         # with less takes the looped kernel for this shape from now on.
         _SINGLE_PASS_TOO_BIG.add(shape_key)
-        cfg = backward_launch(n_rows, n_cols, device, is_rms, element_size, force_looped=True)
+        cfg = backward_launch(n_rows, n_cols, device, is_rms, dtype, force_looped=True)
         dw_partial, db_partial = _launch_backward_kernel(cfg, *kernel_args)
     # The fixed-order sum over programs makes the reduction bitwise reproducible.
     dw = dw_partial.sum(0).to(weight.dtype) if compute_dw else None
