@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import dataclasses
 import pstats
 import time
 
@@ -75,11 +76,12 @@ def _print_profile(fn, calls, top):
     pstats.Stats(prof).sort_stats("tottime").print_stats(top)
 
 
-def _training_step(op, rows, hidden):
-    """(fwd+bwd call on fresh bf16 leaves through the Triton kernels, the leaves to reset)."""
-    x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+def _training_step(op, rows, hidden, dtype=torch.bfloat16):
+    """(fwd+bwd call on fresh leaves, bf16 unless ``dtype`` says, through the Triton kernels, the
+    leaves to reset)."""
+    x = torch.randn(rows, hidden, device="cuda", dtype=dtype, requires_grad=True)
+    w = torch.randn(hidden, device="cuda", dtype=dtype, requires_grad=True)
+    b = torch.randn(hidden, device="cuda", dtype=dtype, requires_grad=True)
     dy = torch.randn_like(x)
     if op == "rms_norm":
         return (lambda: tb.rms_norm(x, w, backend="triton").backward(dy)), [x, w]
@@ -352,7 +354,7 @@ def _time_backward_launches(op, rows, hidden, forced, table_label):
 
     table = nz.backward_launch
     step, leaves = _training_step(op, rows, hidden)
-    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", 2)
+    cfg = table(rows, hidden, torch.device("cuda"), op == "rms_norm", torch.bfloat16)
     _warm_up(step, leaves)
     for label, launch in [(table_label(cfg), None)] + forced:
         if launch is not None:
@@ -516,6 +518,93 @@ def split_rows(shapes, parts=("forward", "backward")):
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
 
 
+def _parse_backward_candidate(spec):
+    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]`` (TILES: "16384+2048") ->
+    (op, rows, hidden, label, BackwardLaunch) for a single-pass launch bypassing the tables."""
+    head, _, launch = spec.partition("=")
+    op, _, shape = head.partition("@")
+    rows, hidden = (int(v) for v in shape.split("x"))
+    tiles, warps, stages, operands, *options = launch.split("/")
+    unknown = set(options) - {"reload", "masked"}
+    if op not in ("rms_norm", "layer_norm") or unknown or not warps.startswith("w") or not stages.startswith("s"):
+        raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
+                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]")
+    widths = tuple(int(t) for t in tiles.split("+")) + (0, 0)
+    cfg = _single_pass_launch(rows, hidden, int(warps[1:]), 1, int(stages[1:]), lc.DxOperands[operands], widths[:3])
+    cfg = dataclasses.replace(cfg, reload_weight="reload" in options, keep_masks="masked" in options)
+    return op, rows, hidden, launch, cfg
+
+
+def backward_ab(candidates, dtype=torch.bfloat16):
+    """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
+    alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
+    launches whose single readings differ by a few percent. % of copy counts 2-byte elements."""
+    from trinix_bench.ops import normalization as nz
+
+    by_shape = {}
+    for spec in candidates:
+        op, rows, hidden, label, cfg = _parse_backward_candidate(spec)
+        by_shape.setdefault((op, rows, hidden), []).append((label, cfg))
+    print("| op | shape | launch | readings us (% of copy) |")
+    print("|---|---|---|---|")
+    table = nz.backward_launch
+    for (op, rows, hidden), launches in by_shape.items():
+        step, leaves = _training_step(op, rows, hidden, dtype)
+        base = table(rows, hidden, torch.device("cuda"), op == "rms_norm", dtype)
+        labels = [f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
+                  f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"] + \
+                 [label for label, _ in launches]
+        configs = [None] + [cfg for _, cfg in launches]
+        readings = [[] for _ in configs]
+        _warm_up(step, leaves)
+        for _ in range(2):
+            for i, cfg in enumerate(configs):
+                if cfg is not None:
+                    nz.backward_launch = lambda *_, _cfg=cfg, **__: _cfg
+                try:
+                    row = _launch_variant_row("", step, 5 * rows * hidden * 2, grad_to_none=leaves)
+                finally:
+                    nz.backward_launch = table
+                readings[i].append(row.split(" | ", 1)[1].replace(" | ", " ("))
+        for label, values in zip(labels, readings):
+            print(f"| {op} | {rows}x{hidden} | {label} | {'), '.join(values)}) |", flush=True)
+        del step, leaves
+        torch.cuda.empty_cache()
+
+
+def reload_weight(shapes):
+    """fwd+bwd with the single-pass backward reading w' again for every row block instead of
+    holding it in registers (BackwardLaunch.reload_weight), which frees a tile of registers for the
+    dw / db sums: the table's launch, the same launch reading w again, then the row's tiles
+    (split_tiles, or its power-of-two tile) at 1-3 row stages for the operands that leave registers
+    free (and held in fp32 below 16384 columns), masked and unmasked at 16384, 32 warps past it."""
+    from trinix_bench.ops import normalization as nz
+
+    print("| op | shape | variant | full us | % of copy |")
+    print("|---|---|---|---|---|")
+    for op, rows, hidden, block_n, table_warps in _backward_probe_cases(shapes):
+        cfg = nz.backward_launch(rows, hidden, torch.device("cuda"), op == "rms_norm", torch.bfloat16)
+        forced = [] if cfg.looped else [("table, w read again", dataclasses.replace(cfg, reload_weight=True))]
+        tiles = lc.split_tiles(hidden, lc.SPLIT_MIN_TILE)
+        operands = [lc.DxOperands.RELOADED, lc.DxOperands.HELD_NARROW]
+        if hidden < 16384:
+            operands.append(lc.DxOperands.HELD_FP32)
+        table_or_wide_warps = table_warps if cfg.looped else cfg.num_warps
+        for warps in sorted({table_or_wide_warps, 32 if hidden > 16384 else table_or_wide_warps}):
+            for stages in (1, 2, 3):
+                for dx_operands in operands:
+                    launch = _single_pass_launch(rows, hidden, warps, 1, stages, dx_operands, tiles)
+                    label = f"{_tiles_label(tiles)} w{warps} s{stages} {dx_operands.name}, w read again"
+                    for keep_masks in (False, True) if hidden == 16384 else (False,):
+                        forced.append((label + (", masked" if keep_masks else ""),
+                                       dataclasses.replace(launch, reload_weight=True, keep_masks=keep_masks)))
+        _time_backward_launches(
+            op, rows, hidden, forced,
+            lambda cfg: f"table: {'looped' if cfg.looped else 'single'} {_tiles_label((cfg.block_n, *cfg.tail_n))} "
+                        f"w{cfg.num_warps} s{cfg.row_stages} {cfg.dx_operands.name}"
+                        f"{', masked' if cfg.masked(rows, hidden) else ''}")
+
+
 def masks(shapes):
     """Forward (three ops) and fwd+bwd (RMSNorm, LayerNorm) under the tables in effect, with the
     masks as the launches set them (off where the launch covers the problem exactly and the table
@@ -544,7 +633,8 @@ def masks(shapes):
             cells = [", ".join(readings[True]), ", ".join(readings[False])]
             is_rms = op != "layer_norm"
             fwd_exact = not lc.forward_launch(hidden, is_rms, op == "fused_add_rms_norm").masked(rows, hidden)
-            bwd_exact = not lc.backward_launch(rows, hidden, torch.device("cuda"), is_rms, 2).masked(rows, hidden)
+            bwd = lc.backward_launch(rows, hidden, torch.device("cuda"), is_rms, torch.bfloat16)
+            bwd_exact = not bwd.masked(rows, hidden)
             print(f"| {op} | {mode} | {rows}x{hidden} | {cells[0]} | {cells[1]} | {fwd_exact} / "
                   f"{bwd_exact if mode != 'fwd' else '-'} |", flush=True)
             del fn, leaves
@@ -689,7 +779,7 @@ def host_training():
     _, _, mean, rstd = nz.launch_forward(x, None, w, b, 1e-6, 0.0, False, True)
     keep_ours = tb.rms_norm(xg, wg, backend="triton")
     keep_torch = torch.nn.functional.rms_norm(xg, (hidden,), wg, 1e-6)
-    cfg = lc.backward_launch(1, hidden, x.device, True, 2)
+    cfg = lc.backward_launch(1, hidden, x.device, True, x.dtype)
     partial = torch.randn(cfg.programs, hidden, device="cuda")
 
     def step(fn):
@@ -703,7 +793,7 @@ def host_training():
         "torch.empty(programs, 4096) fp32": lambda: torch.empty(cfg.programs, hidden, device="cuda"),
         "partial.sum(0)": lambda: partial.sum(0),
         "partial.sum(0).to(bf16)": lambda: partial.sum(0).to(torch.bfloat16),
-        "backward_launch()": lambda: lc.backward_launch(1, hidden, x.device, True, 2),
+        "backward_launch()": lambda: lc.backward_launch(1, hidden, x.device, True, x.dtype),
         "launch_forward rms, stats": lambda: nz.launch_forward(x, None, w, None, 1e-6, 0.0, True, True),
         "launch_backward rms (no autograd)": lambda: nz.launch_backward(dy, None, x, w, rstd, rstd, 0.0, True, True,
                                                                         None),
@@ -766,21 +856,29 @@ PROBES = {
     "split_rows": (split_rows, True),
     "non_pow2": (non_pow2, True),
     "masks": (masks, True),
+    "reload_weight": (reload_weight, True),
 }
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=list(PROBES) + ["inductor"])
+    parser.add_argument("probe", choices=list(PROBES) + ["inductor", "backward_ab"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
     parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
+    parser.add_argument("--candidates", default="",
+                        help="backward_ab: comma-separated op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
+                        help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
                         help="after the probe, list the resources of the kernels it compiled")
     args = parser.parse_args()
     if args.probe == "inductor":
         return inductor_code(args.out_dir)
+    if args.probe == "backward_ab":
+        backward_ab(args.candidates.split(","), getattr(torch, args.dtype))
+        return kernel_resources() if args.then_resources else None
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:
         return probe()
