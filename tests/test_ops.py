@@ -202,15 +202,21 @@ def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
 
 def test_fused_add_rms_norm_loops_from_8192_columns():
     # Pass 2 of the looped kernel re-reads residual_out from L2; it beat the single pass there
-    # (run 30). Unfused RMSNorm and LayerNorm keep the single pass at a full tile.
+    # (run 30), in 8192-column chunks at 16 warps (run 61). Unfused RMSNorm reads a row of 8192
+    # twice as one chunk (run 61); LayerNorm keeps the single pass at a full tile.
     from trinix_bench.ops.launch_config import forward_launch
 
-    assert forward_launch(8192, True, True).looped and forward_launch(8192, True, True).block_n == 4096
-    assert forward_launch(16384, True, True).looped and forward_launch(16384, True, True).block_n == 8192
+    for hidden in (8192, 16384):
+        fused = forward_launch(hidden, True, True)
+        assert (fused.looped, fused.block_n, fused.num_warps) == (True, 8192, 16)
     assert not forward_launch(4096, True, True).looped
-    assert not forward_launch(8192, True, False).looped and not forward_launch(8192, False, True).looped
-    inputs, grads = make_inputs("fused_add_rms_norm", 3, 8192, torch.float32, "cpu")
-    check_op("fused_add_rms_norm", inputs, grads)
+    rms = forward_launch(8192, True, False)
+    assert (rms.looped, rms.block_n, rms.num_warps) == (True, 8192, 16) and rms.exact_cover(5, 8192)
+    assert not forward_launch(4096, True, False).looped and not forward_launch(16384, True, False).looped
+    assert not forward_launch(8192, False, False).looped
+    for op in ("fused_add_rms_norm", "rms_norm"):
+        inputs, grads = make_inputs(op, 3, 8192, torch.float32, "cpu")
+        check_op(op, inputs, grads)
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 12000), ("fused_add_rms_norm", 12000),

@@ -131,9 +131,19 @@ LOW_FILL_MIN_HIDDEN = 8192
 # L2, and the looped kernel beat the single pass at every width measured (run 30, us):
 # 4096x8192 69.5 vs 70.6, 16384x8192 256.9 vs 264.8 (4096 chunks, 8 warps); 32768x12288 761.3 vs
 # 782.4, 131072x16384 3993.1 vs 4138.1, 16384x18432 574.3 vs 595.4 (8192 chunks, 16 warps).
-# Below 8192 columns it was not measured. (largest hidden, chunk width, warps)
+# Below 8192 columns it was not measured. Run 61 (forward_ab, two alternating readings): one
+# 8192 chunk at 16 warps beat 4096 chunks at 8 at 8192 columns, 4096x8192 67.9-68.3 vs 69.8-70.2
+# us, 16384x8192 251.6-252.1 vs 255.8-256.5 (98 -> 100% of copy). (largest hidden, chunk, warps)
 FUSED_LOOPED_MIN_HIDDEN = 8192
-FUSED_LOOPED_FWD = ((8192, 4096, 8), (MAX_SINGLE_PASS_FWD, 8192, 16))
+FUSED_LOOPED_FWD = ((MAX_SINGLE_PASS_FWD, 8192, 16),)
+# Unfused RMSNorm reads a row of 8192 twice, as the looped kernel on one chunk (statistics, then the
+# row again from L2 for y, evict_last / evict_first), instead of holding it in registers through
+# the reduction; torch.compile's kernel for these rows (run 59: 129.1 vs our 133.8 us at XL)
+# does the same. forward_sweep run 60 and forward_ab run 61, us: 16384x8192 128.4-129.0 (98%) vs
+# 133.7-134.8 (94%) single pass at 16 warps, 8192x8192 67.9-68.2 vs 69.8-70.8, 4096x8192 a tie
+# (36.6-37.5 for both). LayerNorm's looped kernel lost there (run 60: 189.3 vs 134.0 at XL).
+# Widths between 4096 and 8192 were not measured. (smallest hidden, largest hidden, chunk, warps)
+RMS_READ_TWICE_FWD = ((8192, 8192, 8192, 16),)
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
@@ -354,6 +364,10 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     if is_rms and has_residual and hidden >= FUSED_LOOPED_MIN_HIDDEN:
         _, chunk, warps = _row_for(hidden, FUSED_LOOPED_FWD)
         return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
+    if is_rms and not has_residual:
+        for smallest, largest, chunk, warps in RMS_READ_TWICE_FWD:
+            if smallest <= hidden <= largest:
+                return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
     split = _split_row(hidden, SPLIT_TILE_FWD[is_rms])
     if split is not None:
         block_n, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
