@@ -535,6 +535,29 @@ def _parse_backward_candidate(spec):
     return op, rows, hidden, launch, cfg
 
 
+def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher, labelled):
+    """Time ``call`` under each (label, launch) of ``labelled`` (None: the table's) in place of
+    ``normalization.<launcher>``, alternating, two readings each after one warm-up; print a row
+    for each launch."""
+    from trinix_bench.ops import normalization as nz
+
+    table = getattr(nz, launcher)
+    readings = [[] for _ in labelled]
+    with grad_mode():
+        _warm_up(call, leaves)
+        for _ in range(2):
+            for i, (_, cfg) in enumerate(labelled):
+                if cfg is not None:
+                    setattr(nz, launcher, lambda *_, _cfg=cfg, **__: _cfg)
+                try:
+                    row = _launch_variant_row("", call, bytes_moved, grad_to_none=leaves)
+                finally:
+                    setattr(nz, launcher, table)
+                readings[i].append(row.split(" | ", 1)[1].replace(" | ", " ("))
+    for (label, _), values in zip(labelled, readings):
+        print(f"| {op} | {rows}x{hidden} | {label} | {'), '.join(values)}) |", flush=True)
+
+
 def backward_ab(candidates, dtype=torch.bfloat16):
     """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
     alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
@@ -547,28 +570,46 @@ def backward_ab(candidates, dtype=torch.bfloat16):
         by_shape.setdefault((op, rows, hidden), []).append((label, cfg))
     print("| op | shape | launch | readings us (% of copy) |")
     print("|---|---|---|---|")
-    table = nz.backward_launch
     for (op, rows, hidden), launches in by_shape.items():
         step, leaves = _training_step(op, rows, hidden, dtype)
-        base = table(rows, hidden, torch.device("cuda"), op == "rms_norm", dtype)
-        labels = [f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
-                  f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"] + \
-                 [label for label, _ in launches]
-        configs = [None] + [cfg for _, cfg in launches]
-        readings = [[] for _ in configs]
-        _warm_up(step, leaves)
-        for _ in range(2):
-            for i, cfg in enumerate(configs):
-                if cfg is not None:
-                    nz.backward_launch = lambda *_, _cfg=cfg, **__: _cfg
-                try:
-                    row = _launch_variant_row("", step, 5 * rows * hidden * 2, grad_to_none=leaves)
-                finally:
-                    nz.backward_launch = table
-                readings[i].append(row.split(" | ", 1)[1].replace(" | ", " ("))
-        for label, values in zip(labels, readings):
-            print(f"| {op} | {rows}x{hidden} | {label} | {'), '.join(values)}) |", flush=True)
+        base = nz.backward_launch(rows, hidden, torch.device("cuda"), op == "rms_norm", dtype)
+        label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
+                 f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}")
+        _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, 5 * rows * hidden * 2, "backward_launch",
+                   [(label, None)] + launches)
         del step, leaves
+        torch.cuda.empty_cache()
+
+
+def forward_ab(candidates):
+    """The forward under the table's launch and under each candidate of the same shape, alternating
+    as backward_ab does (bf16). A candidate: ``op@ROWSxHIDDEN=looped/CHUNK/wWARPS`` or
+    ``op@ROWSxHIDDEN=single/TILES/wWARPS`` (TILES: "4096+1024")."""
+    from trinix_bench.ops import normalization as nz
+
+    by_shape = {}
+    for spec in candidates:
+        head, _, launch = spec.partition("=")
+        op, _, shape = head.partition("@")
+        kind, tiles, warps = (launch.split("/") + ["", "", ""])[:3]
+        if op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w"):
+            raise SystemExit(f"--candidates: cannot read {spec!r}; expected op@ROWSxHIDDEN=looped/CHUNK/wWARPS "
+                             "or op@ROWSxHIDDEN=single/TILES/wWARPS")
+        rows, hidden = (int(v) for v in shape.split("x"))
+        widths = [int(t) for t in tiles.split("+")] + [0, 0]
+        block_m = 1 if kind == "looped" else lc._rows_per_program(widths[0])
+        cfg = lc.ForwardLaunch(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]))
+        by_shape.setdefault((op, rows, hidden), []).append((launch, cfg))
+    print("| op | shape | launch | readings us (% of copy) |")
+    print("|---|---|---|---|")
+    for (op, rows, hidden), launches in by_shape.items():
+        is_rms, passes = FORWARD_SWEEP_OPS[op]
+        base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
+        label = f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}/w{base.num_warps}"
+        call = _forward_call(op, rows, hidden)
+        _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
+                   [(label, None)] + launches)
+        del call
         torch.cuda.empty_cache()
 
 
@@ -671,7 +712,7 @@ def forward_sweep(shapes):
                                                                                         tiles[1:])
             # Chunks down to 2048 at 16 warps are what inductor's autotuner picked for these rows (run 32).
             for chunk, warps in ((2048, 4), (2048, 8), (2048, 16), (4096, 8), (4096, 16), (8192, 8), (8192, 16)):
-                if chunk < hidden:
+                if chunk <= hidden:  # a chunk of the whole row: one pass of statistics, the row read again
                     variants[f"looped {chunk} w{warps}"] = lc.ForwardLaunch(chunk, 1, warps, True)
             _time_forward_variants(op, rows, hidden, passes, fn, variants, masked)
             del fn
@@ -862,13 +903,14 @@ PROBES = {
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=list(PROBES) + ["inductor", "backward_ab"])
+    parser.add_argument("probe", choices=list(PROBES) + ["inductor", "backward_ab", "forward_ab"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
     parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
     parser.add_argument("--candidates", default="",
-                        help="backward_ab: comma-separated op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]")
+                        help="backward_ab: comma-separated op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]; "
+                             "forward_ab: op@ROWSxHIDDEN=looped/CHUNK/wWARPS or single/TILES/wWARPS")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
@@ -878,6 +920,9 @@ def main():
         return inductor_code(args.out_dir)
     if args.probe == "backward_ab":
         backward_ab(args.candidates.split(","), getattr(torch, args.dtype))
+        return kernel_resources() if args.then_resources else None
+    if args.probe == "forward_ab":
+        forward_ab(args.candidates.split(","))
         return kernel_resources() if args.then_resources else None
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:
