@@ -388,6 +388,14 @@ def test_backward_table_at_16k_columns():
     assert backward_launch(4096, 30000, cpu, True, torch.bfloat16).looped  # past the split table's fill limit too
 
 
+def test_row_loop_rejects_a_tile_count_the_backward_cannot_hold():
+    from trinix_bench.ops.launch_config import DxOperands, RowLoop
+
+    assert RowLoop(3, DxOperands.HELD_NARROW, equal_tiles=2).equal_tiles == 2
+    with pytest.raises(ValueError, match="equal_tiles must be 1 or 2, got 4"):
+        RowLoop(3, DxOperands.HELD_NARROW, equal_tiles=4)
+
+
 def test_split_tile_tables_take_the_measured_widths():
     # runs 41-51: split tiles won the forward at 5120 (both ops) and LayerNorm 7168 / 12288, the
     # 16-bit backward at 5120 / 12288 / 14336 (both ops) and RMSNorm 18432 / 28672; the padded tile

@@ -83,6 +83,10 @@ class RowLoop:
     keep_masks: bool = False  # masked even where the launch covers the problem exactly
     equal_tiles: int = 1  # a power-of-two row held as this many equal register tiles (1 or 2)
 
+    def __post_init__(self):
+        if self.equal_tiles not in (1, 2):  # the kernel holds at most three tiles; tables use one or two
+            raise ValueError(f"RowLoop.equal_tiles must be 1 or 2, got {self.equal_tiles!r}")
+
 
 # Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
 # thread, which ptxas keeps without spilling (the same single-pass limit Liger-Kernel uses).
