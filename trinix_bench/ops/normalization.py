@@ -306,13 +306,14 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
 
 
 @triton.jit
-def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd, w, c1, c2, dw_acc, db_acc,
-                     COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr,
-                     MASKED: tl.constexpr):
-    """One tile of a row block: load x and dy, add the tile's row sums of g * xhat and of g (g = dy * w')
-    to c1 and c2 and dy * xhat, dy to the dw / db sums; return (x as loaded, dy as loaded, xhat, g, c1,
-    c2, the dw and db sums). Unless dx takes them from fp32 registers, the loads ask the lines to stay
-    in L1/L2 for the second read."""
+def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, rows64, cols, col_mask, mask, mean,
+                     rstd, c1, c2, dw_acc, db_acc, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
+                     COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr, MASKED: tl.constexpr,
+                     RELOAD_W: tl.constexpr):
+    """One tile of a row block: load x and dy, add the tile's row sums of g * xhat and of g (g = dy * w';
+    w' as _tile_scale gives it) to c1 and c2 and dy * xhat, dy to the dw / db sums; return (x as
+    loaded, dy as loaded, xhat, g, c1, c2, the dw and db sums). Unless dx takes them from fp32
+    registers, the loads ask the lines to stay in L1/L2 for the second read."""
     if DX_OPERANDS == 0:  # HELD_FP32
         eviction: tl.constexpr = ""
     else:
@@ -326,15 +327,17 @@ def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mea
         dw_acc += dy * xhat
     if COMPUTE_DB:
         db_acc += dy
-    g = dy * w
+    g = dy * _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
     return x_raw, dy_raw, xhat, g, c1 + tl.sum(g * xhat, axis=1), c2 + tl.sum(g, axis=1), dw_acc, db_acc
 
 
 @triton.jit
-def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                 x_raw, dy_raw, xhat, g, w, mean, rstd, c1, c2, rows64, cols, mask,
-                 IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, DX_OPERANDS: tl.constexpr, MASKED: tl.constexpr):
-    """dx of one tile once the row's c1 and c2 are known, from the operands DX_OPERANDS names."""
+def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w_held, offset,
+                 x_raw, dy_raw, xhat, g, mean, rstd, c1, c2, rows64, cols, col_mask, mask,
+                 IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, DX_OPERANDS: tl.constexpr,
+                 MASKED: tl.constexpr, RELOAD_W: tl.constexpr):
+    """dx of one tile once the row's c1 and c2 are known, from the operands DX_OPERANDS names (w' as
+    _tile_scale gives it, where g was not held)."""
     if DX_OPERANDS == 0:  # HELD_FP32: xhat and g stayed in registers
         _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
                   IS_RMS, HAS_DRES, MASKED)
@@ -345,6 +348,7 @@ def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_p
         # HELD_NARROW: x_raw and dy_raw stayed in registers; widening them by another instruction
         # sequence keeps the compiler from merging it with the first and holding fp32 copies.
         xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
+        w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
         _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
                   rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
 
@@ -410,37 +414,31 @@ def _norm_bwd_kernel(
         mask = row_mask[:, None] & col_mask[None, :]
         no_sum = tl.zeros_like(rstd)
         x_raw, dy_raw, xhat, g, c1, c2, dw_acc, db_acc = _bwd_tile_reduce(
-            dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols, mask, mean, rstd,
-            _tile_scale(w, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W), no_sum, no_sum,
-            dw_acc, db_acc, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+            dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w, offset, rows64, cols, col_mask, mask, mean, rstd, no_sum,
+            no_sum, dw_acc, db_acc, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
         if BLOCK_N_2 > 0:
             mask2 = row_mask[:, None] & col_mask2[None, :]
             x_raw2, dy_raw2, xhat2, g2, c1, c2, dw_acc2, db_acc2 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols2, mask2, mean, rstd,
-                _tile_scale(w2, w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED, RELOAD_W), c1, c2,
-                dw_acc2, db_acc2, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+                dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w2, offset, rows64, cols2, col_mask2, mask2, mean, rstd,
+                c1, c2, dw_acc2, db_acc2, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
         if BLOCK_N_3 > 0:
             mask3 = row_mask[:, None] & col_mask3[None, :]
             x_raw3, dy_raw3, xhat3, g3, c1, c2, dw_acc3, db_acc3 = _bwd_tile_reduce(
-                dy_ptr, dy_stride, x_ptr, x_stride, rows64, cols3, mask3, mean, rstd,
-                _tile_scale(w3, w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED, RELOAD_W), c1, c2,
-                dw_acc3, db_acc3, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED)
+                dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w3, offset, rows64, cols3, col_mask3, mask3, mean, rstd,
+                c1, c2, dw_acc3, db_acc3, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
         c1 = c1 / n_cols
         c2 = c2 / n_cols
-        _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                     x_raw, dy_raw, xhat, g,
-                     _tile_scale(w, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
-                     c1, c2, rows64, cols, mask, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
+        _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w, offset,
+                     x_raw, dy_raw, xhat, g, mean, rstd, c1, c2, rows64, cols, col_mask, mask,
+                     IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
         if BLOCK_N_2 > 0:
-            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                         x_raw2, dy_raw2, xhat2, g2,
-                         _tile_scale(w2, w_ptr, cols2, col_mask2, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
-                         c1, c2, rows64, cols2, mask2, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
+            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w2,
+                         offset, x_raw2, dy_raw2, xhat2, g2, mean, rstd, c1, c2, rows64, cols2, col_mask2, mask2,
+                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
         if BLOCK_N_3 > 0:
-            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride,
-                         x_raw3, dy_raw3, xhat3, g3,
-                         _tile_scale(w3, w_ptr, cols3, col_mask3, offset, HAS_WEIGHT, MASKED, RELOAD_W), mean, rstd,
-                         c1, c2, rows64, cols3, mask3, IS_RMS, HAS_DRES, DX_OPERANDS, MASKED)
+            _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w3,
+                         offset, x_raw3, dy_raw3, xhat3, g3, mean, rstd, c1, c2, rows64, cols3, col_mask3, mask3,
+                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
     partial = pid.to(tl.int64) * n_cols
     if COMPUTE_DW:
         tl.store(dw_partial_ptr + partial + cols, tl.sum(dw_acc, axis=0), mask=col_mask)
