@@ -1,6 +1,7 @@
 """The dispatch decision: a pure function, its thresholds, profiles and explain()."""
 
 import json
+from dataclasses import fields as dataclasses_fields
 
 import pytest
 import torch
@@ -104,3 +105,35 @@ def test_defaults_are_the_stored_h200_profile():
 
     profile = Path(__file__).resolve().parent.parent / "docs" / "results" / "h200" / "dispatch_profile.json"
     assert tb.load_dispatch_profile(profile) == DispatchThresholds()
+
+
+def test_min_elements_reads_each_field():
+    # Distinct values per field, so a lookup that mixes up op or training mode fails.
+    names = [f.name for f in dataclasses_fields(DispatchThresholds)]
+    t = DispatchThresholds(**{name: 1000 + 17 * i for i, name in enumerate(names)})
+    for op in dispatch.OPS:
+        assert t.min_elements(op, False) == getattr(t, f"{op}_min_elements")
+        assert t.min_elements(op, True) == getattr(t, f"{op}_train_min_elements")
+    replaced = dispatch.dataclasses.replace(t, layer_norm_train_min_elements=5)
+    assert replaced.min_elements("layer_norm", True) == 5 and replaced == DispatchThresholds.from_dict(
+        {**t.to_dict(), "layer_norm_train_min_elements": 5})
+
+
+@pytest.mark.parametrize("interpret", ["0", "1"])
+@pytest.mark.parametrize("backend", ["auto", "torch", "triton"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_uses_triton_agrees_with_resolve_backend_on_cpu(monkeypatch, interpret, backend, dtype):
+    # The per-call shortcut must give the decision explain() reports; on CPU it defers to it.
+    monkeypatch.setenv("TRITON_INTERPRET", interpret)
+    monkeypatch.setattr(dispatch, "_active_thresholds", DispatchThresholds(rms_norm_min_elements=24,
+                                                                          rms_norm_train_min_elements=48))
+    for rows in (2, 3, 6, 7):
+        for needs_grad in (False, True):
+            x = torch.randn(rows, 8, dtype=dtype)
+            try:
+                expected = dispatch.resolve_backend("rms_norm", x, needs_grad, backend).backend == "triton"
+            except ValueError as exc:
+                with pytest.raises(ValueError, match=str(exc).split(":")[0]):
+                    dispatch.uses_triton("rms_norm", x, needs_grad, backend)
+                continue
+            assert dispatch.uses_triton("rms_norm", x, needs_grad, backend) == expected

@@ -183,3 +183,25 @@ def test_cached_launcher_matches_triton_launch(op):
                 assert torch.equal(a, b), (op, rows, hidden, shift)
     # The enabled runs must really have gone through the cache, not fallen back to Triton's launch.
     assert nz._LAUNCHES._compiled, "the cached launcher never served a launch (hooks seen as active?)"
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_uses_triton_agrees_with_resolve_backend_on_cuda(op):
+    # The per-call shortcut decides auto CUDA calls without formatting a reason: it must give the
+    # decision explain() reports, on both sides of each threshold, for inference and training.
+    from trinix_bench import dispatch
+
+    thresholds = dispatch.current_thresholds()
+    for needs_grad in (False, True):
+        limit = thresholds.min_elements(op, needs_grad)
+        for numel in sorted({max(limit - 1, 1), limit, limit + 1}):
+            for dtype in (torch.bfloat16, torch.float32, torch.float64):
+                x = torch.empty(numel, dtype=dtype, device=DEVICE)
+                for backend in ("auto", "torch", "triton"):
+                    try:
+                        expected = dispatch.resolve_backend(op, x, needs_grad, backend).backend == "triton"
+                    except ValueError:
+                        with pytest.raises(ValueError):
+                            dispatch.uses_triton(op, x, needs_grad, backend)
+                        continue
+                    assert dispatch.uses_triton(op, x, needs_grad, backend) == expected, (numel, dtype, backend)

@@ -56,8 +56,14 @@ class DispatchThresholds:
     fused_add_rms_norm_train_min_elements: int = 16_777_216
     fused_add_layer_norm_train_min_elements: int = 16_777_216
 
+    def __post_init__(self):
+        # (op, training) -> threshold, looked up on every call; built once since the fields are frozen.
+        limits = {(op, training): getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
+                  for op in OPS for training in (False, True)}
+        object.__setattr__(self, "_limits", limits)
+
     def min_elements(self, op: str, training: bool) -> int:
-        return getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
+        return self._limits[op, training]
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -229,6 +235,19 @@ def resolve_backend(op: str, x: torch.Tensor, needs_grad: bool, backend: str) ->
         thresholds=current_thresholds(),
         force=backend,
     )
+
+
+def uses_triton(op: str, x: torch.Tensor, needs_grad: bool, backend: str) -> bool:
+    """``resolve_backend(op, x, needs_grad, backend).backend == "triton"``, for the per-call path.
+
+    An auto call on a CUDA tensor of a kernel dtype (the case that matters for host time) is
+    decided here by the threshold alone, without gathering ``x.device.type`` or formatting the
+    reason; every other call goes through ``resolve_backend``. tests/test_dispatch.py checks that
+    both agree.
+    """
+    if backend == "auto" and x.is_cuda and x.dtype in TRITON_DTYPES and _triton_import_problem() is None:
+        return x.numel() >= current_thresholds().min_elements(op, needs_grad)
+    return resolve_backend(op, x, needs_grad, backend).backend == "triton"
 
 
 def explain(

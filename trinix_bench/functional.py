@@ -15,15 +15,21 @@ import torch
 
 from . import reference
 from ._validate import check_norm_args, check_offset
-from .dispatch import resolve_backend
+from .dispatch import uses_triton
 
 Tensor = torch.Tensor
 
 
-def _needs_grad(*tensors: Optional[Tensor]) -> bool:
+def _needs_grad(x: Tensor, *params: Optional[Tensor]) -> bool:
+    # A plain loop: on every call, and a generator under any() costs several times as much host time.
     if not torch.is_grad_enabled():
         return False
-    return any(t is not None and t.requires_grad for t in tensors)
+    if x.requires_grad:
+        return True
+    for p in params:
+        if p is not None and p.requires_grad:
+            return True
+    return False
 
 
 def _compute_dtype(x: Tensor) -> torch.dtype:
@@ -50,7 +56,12 @@ def _fused_aten_ok(x: Tensor, *params: Optional[Tensor]) -> bool:
     CPU keeps the fp32 reference: PyTorch's CPU bf16 LayerNorm backward missed the float64
     reference by 3.7% on dweight (4x512x4096), and CPU is not where speed matters.
     """
-    return x.is_cuda and all(p is None or p.dtype == x.dtype for p in params)
+    if not x.is_cuda:
+        return False
+    for p in params:
+        if p is not None and p.dtype != x.dtype:
+            return False
+    return True
 
 
 def _torch_rms_norm(x, weight, eps, offset):
@@ -81,7 +92,7 @@ def rms_norm(
     check_norm_args(x, None, weight, None, eps, backend)
     check_offset(offset)
     needs_grad = _needs_grad(x, weight)
-    if resolve_backend("rms_norm", x, needs_grad, backend).backend == "triton":
+    if uses_triton("rms_norm", x, needs_grad, backend):
         return _triton_norm(x, None, weight, None, eps, offset, True, needs_grad)[0]
     return _torch_rms_norm(x, weight, eps, offset)
 
@@ -97,7 +108,7 @@ def layer_norm(
     """y = (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased var), in fp32."""
     check_norm_args(x, None, weight, bias, eps, backend)
     needs_grad = _needs_grad(x, weight, bias)
-    if resolve_backend("layer_norm", x, needs_grad, backend).backend == "triton":
+    if uses_triton("layer_norm", x, needs_grad, backend):
         return _triton_norm(x, None, weight, bias, eps, 0.0, False, needs_grad)[0]
     return _torch_layer_norm(x, weight, bias, eps)
 
@@ -118,7 +129,7 @@ def fused_add_rms_norm(
     check_norm_args(x, residual, weight, None, eps, backend)
     check_offset(offset)
     needs_grad = _needs_grad(x, residual, weight)
-    if resolve_backend("fused_add_rms_norm", x, needs_grad, backend).backend == "triton":
+    if uses_triton("fused_add_rms_norm", x, needs_grad, backend):
         return _triton_norm(x, residual, weight, None, eps, offset, True, needs_grad)
     residual_out = x + residual
     return _torch_rms_norm(residual_out, weight, eps, offset), residual_out
@@ -136,7 +147,7 @@ def fused_add_layer_norm(
     """(y, residual_out) with residual_out = x + residual and y = layer_norm(residual_out)."""
     check_norm_args(x, residual, weight, bias, eps, backend)
     needs_grad = _needs_grad(x, residual, weight, bias)
-    if resolve_backend("fused_add_layer_norm", x, needs_grad, backend).backend == "triton":
+    if uses_triton("fused_add_layer_norm", x, needs_grad, backend):
         return _triton_norm(x, residual, weight, bias, eps, 0.0, False, needs_grad)
     residual_out = x + residual
     return _torch_layer_norm(residual_out, weight, bias, eps), residual_out
