@@ -202,3 +202,27 @@ def test_rmsnorm_crossover_compares_with_the_torch_path_auto_dispatch_takes(tmp_
         record["device"] = "cpu"
     cell.records[TORCH_NATIVE_PROVIDER]["status"] = "ok"
     assert cell.torch_path_provider == BASELINE_PROVIDER
+
+
+@pytest.mark.parametrize("train_threshold, kept", [(134_217_728, True), (10_000_000, True), (100_000, False)])
+def test_a_threshold_that_routes_as_the_crossover_does_is_kept(tmp_path, train_threshold, kept):
+    # Small (8,388,608 elements): Triton wins the bwd cell but loses the full one, so C is Large's
+    # size and no threshold takes the bwd win without the full loss. A threshold anywhere in
+    # (8,388,608, C] routes every measured cell as C does; 100,000 also sends Decode-32 and Small.
+    rows = [r for r in synthetic_rows() if r["mode"] == "full"]
+    rows += [_row("Small", "pytorch", 0.040, mode="bwd"), _row("Small", "triton", 0.020, mode="bwd")]
+    environment = dict(ENVIRONMENT, dispatch_thresholds={"rms_norm_min_elements": 0,
+                                                         "rms_norm_train_min_elements": train_threshold})
+    model = build_report_model(load_run(write_run(tmp_path / "run", rows, environment)))
+    row = {r[2]: r for r in model["thresholds"]["table"]["rows"]}["`rms_norm_train_min_elements`"]
+    text = " ".join(model["recommendations"])
+    assert row[4] == "8,388,608 < C ≤ 134,217,728"
+    if kept:
+        assert row[6] == f"keep {train_threshold:,}"
+        assert ("it routes every measured cell as a threshold at the crossover would, so keep it: the 1/5 cells "
+                "it mis-dispatches are Triton wins below the crossover (Small rmsnorm bwd bf16)") in text
+        assert "so set it to" not in text
+    else:
+        assert row[6] == "134,217,728"
+        # Decode-32 and Small full, both slower on Triton
+        assert "is 100,000; it mis-dispatches 2/5 measured cells, so set it to 134,217,728" in text

@@ -13,7 +13,8 @@ names (F.rms_norm = ``torch_native`` for RMSNorm on CUDA, else ``pytorch``). For
   measured size too. If Triton loses at the largest size there is no crossover: torch stays best
   everywhere measured. The true crossover lies between the largest losing size below C and C;
 * a threshold T *mis-dispatches* a cell when size >= T but Triton is slower there, or size < T but
-  Triton is faster. The suggested threshold is C, or 0 when Triton wins at every measured size.
+  Triton is faster. The suggested threshold is C, or 0 when Triton wins at every measured size; a
+  threshold that routes every measured cell as C does is kept (``routes_as_suggested``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,18 @@ class Crossover:
     def misdispatched(self, threshold: int) -> list[Point]:
         """Cells where ``size >= threshold`` disagrees with which path was measured faster."""
         return [p for p in self.points if (p.size >= threshold) != p.triton_faster]
+
+    def routes_as_suggested(self, threshold: int) -> bool:
+        """Whether ``threshold`` sends every measured cell down the same path as the suggested one.
+
+        Every threshold between the largest measured size below C and C routes the measured cells
+        alike, so the measurements give no reason to move one there; the cells it still mis-
+        dispatches are Triton wins below C, which a lower threshold could only take by also sending
+        the cells Triton lost at the largest losing size to Triton."""
+        suggested = self.suggested_threshold
+        if suggested is None:
+            return False
+        return all((p.size >= threshold) == (p.size >= suggested) for p in self.points)
 
 
 def points_for(cells: list[Cell]) -> list[Point]:

@@ -77,6 +77,12 @@ def median_of(values: list[float]) -> float:
     return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def _labels(points: list, shown: int = 4) -> str:
+    """The cell labels of crossover points, the first ``shown`` of them and a count of the rest."""
+    text = "; ".join(p.cell.label for p in points[:shown])
+    return text + (f"; {len(points) - shown} more" if len(points) > shown else "")
+
+
 def _shape_text(cell: Cell) -> str:
     return f"{cell.batch}×{cell.seq_len}×{cell.hidden}"
 
@@ -305,7 +311,8 @@ class _ReportBuilder:
         suggested = crossover.suggested_threshold
         if suggested is None:
             return f"> {fmt.fmt_count(crossover.sizes[-1])}"
-        if fmt.is_number(current) and not crossover.misdispatched(int(current)):
+        if fmt.is_number(current) and (not crossover.misdispatched(int(current))
+                                       or crossover.routes_as_suggested(int(current))):
             return f"keep {fmt.fmt_count(int(current))}"
         return fmt.fmt_count(suggested)
 
@@ -467,9 +474,17 @@ class _ReportBuilder:
         verdict = ""
         if fmt.is_number(current):
             wrong = crossover.misdispatched(int(current))
-            verdict = (f"; it mis-dispatches {len(wrong)}/{len(crossover.points)} measured cells, so set it to "
-                       f"{fmt.fmt_count(crossover.suggested_threshold)}" if wrong else
-                       f"; it dispatches all {len(crossover.points)} measured cells to the faster path, so keep it")
+            if not wrong:
+                verdict = f"; it dispatches all {len(crossover.points)} measured cells to the faster path, so keep it"
+            elif crossover.routes_as_suggested(int(current)):
+                verdict = (f"; it routes every measured cell as a threshold at the crossover would, so keep it: the "
+                           f"{len(wrong)}/{len(crossover.points)} cells it mis-dispatches are Triton wins below the "
+                           f"crossover ({_labels(wrong)}), and a threshold low enough to take them would also "
+                           f"send the cells Triton lost at {fmt.fmt_count(crossover.largest_losing_size)} elements "
+                           f"to Triton")
+            else:
+                verdict = (f"; it mis-dispatches {len(wrong)}/{len(crossover.points)} measured cells, so set it to "
+                           f"{fmt.fmt_count(crossover.suggested_threshold)}")
         if crossover.largest_losing_size is None:
             return (f"{where}: the Triton path beats PyTorch at every measured size (≥ {fmt.fmt_count(crossover.sizes[0])} "
                     f"elements) by ≥ {fmt.fmt_speedup(crossover.min_speedup_above)} — the current threshold {current_text}{verdict}.")
