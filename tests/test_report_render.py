@@ -178,6 +178,25 @@ def test_plots_are_linked_and_valid_pngs(rendered):
         assert pixels.shape[0] > 200 and pixels.shape[1] > 200
 
 
+def test_plot_title_sits_above_every_panel():
+    # tight_layout alone packed the top row's panel titles under the figure title (the H200 sweep's
+    # bandwidth.png); the title band must keep them apart.
+    pytest.importorskip("matplotlib")
+    from trinix_bench.report.model import build_report_model
+    from trinix_bench.report.plots import build_figure
+
+    for spec in build_report_model(load_run(FIXTURE))["plots"]:
+        # As tall as the sweep's figures (8 rows of panels): the fixture's 2 rows did not overlap.
+        tall = dict(spec, rows=4 * spec["rows"],
+                    panels=[dict(p, row=p["row"] + k * spec["rows"]) for k in range(4) for p in spec["panels"]])
+        figure = build_figure(tall)
+        renderer = figure.canvas.get_renderer()
+        title_bottom = figure._suptitle.get_window_extent(renderer).y0
+        panels = [ax for ax in figure.axes if ax.get_visible()]
+        assert panels
+        assert max(ax.get_tightbbox(renderer).y1 for ax in panels) <= title_bottom, spec["filename"]
+
+
 def test_a_template_asking_for_a_missing_field_fails(tmp_path):
     broken = tmp_path / "templates"
     broken.mkdir()

@@ -13,6 +13,8 @@ from typing import Any
 # A value range wider than this factor gets a log axis, so small configs stay readable.
 LOG_SCALE_SPAN = 10.0
 PANEL_WIDTH_IN, PANEL_HEIGHT_IN, LEGEND_WIDTH_IN = 5.0, 3.6, 1.6
+# Height kept above the panels for the figure title; tight_layout packs the panels below it.
+TITLE_BAND_IN = 0.6
 DPI = 110
 
 # Stable colours: a provider keeps its colour across panels and figures. Ours are drawn thicker.
@@ -40,11 +42,18 @@ def write_plots(figures: list[dict[str, Any]], plots_dir: Path) -> list[Path]:
 
 
 def draw_figure(spec: dict[str, Any], path: Path) -> Path:
+    build_figure(spec).savefig(path, format="png")
+    return path
+
+
+def build_figure(spec: dict[str, Any]):
+    """The laid-out ``Figure`` of one figure spec, on an Agg canvas."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows, cols = max(spec["rows"], 1), max(spec["cols"], 1)
-    figure = Figure(figsize=(PANEL_WIDTH_IN * cols + LEGEND_WIDTH_IN, PANEL_HEIGHT_IN * rows + 0.6), dpi=DPI)
+    height = PANEL_HEIGHT_IN * rows + TITLE_BAND_IN
+    figure = Figure(figsize=(PANEL_WIDTH_IN * cols + LEGEND_WIDTH_IN, height), dpi=DPI)
     FigureCanvasAgg(figure)
     axes = figure.subplots(rows, cols, squeeze=False)
     used = set()
@@ -64,9 +73,9 @@ def draw_figure(spec: dict[str, Any], path: Path) -> Path:
         names = [p for p in spec["providers"] if p in legend]
         axes[0][cols - 1].legend([legend[p] for p in names], names, title="provider", loc="upper left",
                                  bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=9)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    return path
+    # tight_layout ignores the suptitle; without the band it packs the top panels' titles under it.
+    figure.tight_layout(rect=(0, 0, 1, 1 - TITLE_BAND_IN / height))
+    return figure
 
 
 def _draw_panel(ax, panel: dict[str, Any], spec: dict[str, Any], legend: dict, unknown: list[str]) -> None:
