@@ -1,7 +1,7 @@
 """The dispatch decision: a pure function, its thresholds, profiles and explain()."""
 
 import json
-from dataclasses import fields as dataclasses_fields
+from dataclasses import fields as dataclasses_fields, replace as dataclasses_replace
 
 import pytest
 import torch
@@ -114,7 +114,7 @@ def test_min_elements_reads_each_field():
     for op in dispatch.OPS:
         assert t.min_elements(op, False) == getattr(t, f"{op}_min_elements")
         assert t.min_elements(op, True) == getattr(t, f"{op}_train_min_elements")
-    replaced = dispatch.dataclasses.replace(t, layer_norm_train_min_elements=5)
+    replaced = dataclasses_replace(t, layer_norm_train_min_elements=5)
     assert replaced.min_elements("layer_norm", True) == 5 and replaced == DispatchThresholds.from_dict(
         {**t.to_dict(), "layer_norm_train_min_elements": 5})
 
