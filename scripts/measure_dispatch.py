@@ -20,7 +20,7 @@ import torch
 import triton
 
 import trinix_bench as tb
-from trinix_bench.dispatch import OPS
+from trinix_bench.dispatch import OPS, threshold_field
 
 LADDER = [(1, 4096), (8, 4096), (32, 4096), (128, 4096), (512, 4096), (1024, 4096), (2048, 4096),
           (4096, 4096), (4096, 8192), (8192, 8192), (16384, 8192)]
@@ -93,7 +93,7 @@ def main():
             found = crossover(points)
             # Never faster on the ladder: keep Triton off below a size past the ladder's top.
             limit = found if found is not None else 2 * LADDER[-1][0] * LADDER[-1][1]
-            profile[f"{op}_train_min_elements" if training else f"{op}_min_elements"] = limit
+            profile[threshold_field(op, training)] = limit
     with open(args.out, "w") as f:
         json.dump(profile, f, indent=2)
     with open(args.out.replace(".json", "_table.json"), "w") as f:

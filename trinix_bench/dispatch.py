@@ -28,6 +28,11 @@ PROFILE_ENV_VAR = "TRINIX_DISPATCH_PROFILE"
 TRITON_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
 
+def threshold_field(op: str, training: bool) -> str:
+    """The DispatchThresholds field of an op and regime, e.g. rms_norm_train_min_elements."""
+    return f"{op}_train_min_elements" if training else f"{op}_min_elements"
+
+
 @dataclass(frozen=True)
 class DispatchThresholds:
     """Smallest rows*hidden at which "auto" picks Triton, per op, for inference and for training.
@@ -58,7 +63,7 @@ class DispatchThresholds:
 
     def __post_init__(self):
         # (op, training) -> threshold, looked up on every call; built once since the fields are frozen.
-        limits = {(op, training): getattr(self, f"{op}_train_min_elements" if training else f"{op}_min_elements")
+        limits = {(op, training): getattr(self, threshold_field(op, training))
                   for op in OPS for training in (False, True)}
         object.__setattr__(self, "_limits", limits)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from ..dispatch import threshold_field
 from .cells import FORCED_PROVIDER, Cell, dispatch_op, regime
 
 TRITON_PATH = FORCED_PROVIDER
@@ -29,7 +30,7 @@ TRITON_PATH = FORCED_PROVIDER
 
 def threshold_name(op: str, regime_name: str) -> str:
     """The DispatchThresholds field for an op and regime, e.g. rms_norm_train_min_elements."""
-    return f"{op}_train_min_elements" if regime_name == "training" else f"{op}_min_elements"
+    return threshold_field(op, regime_name == "training")
 
 
 @dataclass(frozen=True)
