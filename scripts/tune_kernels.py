@@ -519,19 +519,22 @@ FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add
 
 
 def _parse_backward_candidate(spec):
-    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]`` (TILES: "16384+2048") ->
+    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]`` (TILES: "16384+2048";
+    separate: LayerNorm's two row sums by one tl.sum each) ->
     (op, rows, hidden, label, BackwardLaunch) for a single-pass launch bypassing the tables."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     rows, hidden = (int(v) for v in shape.split("x"))
     tiles, warps, stages, operands, *options = launch.split("/")
-    unknown = set(options) - {"reload", "masked"}
+    unknown = set(options) - {"reload", "masked", "separate"}
     if op not in ("rms_norm", "layer_norm") or unknown or not warps.startswith("w") or not stages.startswith("s"):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
-                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]")
+                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]")
     widths = tuple(int(t) for t in tiles.split("+")) + (0, 0)
     cfg = _single_pass_launch(rows, hidden, int(warps[1:]), 1, int(stages[1:]), lc.DxOperands[operands], widths[:3])
     cfg = dataclasses.replace(cfg, reload_weight="reload" in options, keep_masks="masked" in options)
+    if "separate" in options:  # named only when asked, so the script still runs against older packages
+        cfg = dataclasses.replace(cfg, joint_sums=False)
     return op, rows, hidden, launch, cfg
 
 
@@ -561,11 +564,17 @@ def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher,
 def backward_ab(candidates, dtype=torch.bfloat16):
     """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
     alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
-    launches whose single readings differ by a few percent. % of copy counts 2-byte elements."""
+    launches whose single readings differ by a few percent. % of copy counts 2-byte elements. A
+    spec without a launch (``op@ROWSxHIDDEN``) times the table's launch alone, e.g. to compare two
+    commits' packages run one after the other."""
     from trinix_bench.ops import normalization as nz
 
     by_shape = {}
     for spec in candidates:
+        if "=" not in spec:  # op@ROWSxHIDDEN alone: the table's launch only
+            op, _, shape = spec.partition("@")
+            by_shape.setdefault((op, *(int(v) for v in shape.split("x"))), [])
+            continue
         op, rows, hidden, label, cfg = _parse_backward_candidate(spec)
         by_shape.setdefault((op, rows, hidden), []).append((label, cfg))
     print("| op | shape | launch | readings us (% of copy) |")
@@ -574,7 +583,9 @@ def backward_ab(candidates, dtype=torch.bfloat16):
         step, leaves = _training_step(op, rows, hidden, dtype)
         base = nz.backward_launch(rows, hidden, torch.device("cuda"), op == "rms_norm", dtype)
         label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
-                 f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}")
+                 f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"
+                 f"{'/masked' if base.masked(rows, hidden) else ''}"
+                 f"{'' if getattr(base, 'joint_sums', True) else '/separate'}")
         _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, 5 * rows * hidden * 2, "backward_launch",
                    [(label, None)] + launches)
         del step, leaves
@@ -909,7 +920,8 @@ def main():
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
     parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
     parser.add_argument("--candidates", default="",
-                        help="backward_ab: comma-separated op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]; "
+                        help="backward_ab: comma-separated op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]"
+                             "[/separate]]; "
                              "forward_ab: op@ROWSxHIDDEN=looped/CHUNK/wWARPS or single/TILES/wWARPS")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")

@@ -370,14 +370,19 @@ def test_backward_table_at_16k_columns():
     assert (ln.looped, ln.block_n, ln.tail_n, ln.row_stages, ln.dx_operands, ln.reload_weight) == (
         False, 8192, (8192, 0), 3, DxOperands.HELD_NARROW, True)
     assert not ln.masked(4096, 16384) and ln.masked(4096, 15000)  # the second tile idles past 15000
-    # fp16 RMSNorm takes the bf16 launch; fp16 LayerNorm spilled on it and keeps one masked tile
-    # read again (run 57); fp32 RMSNorm keeps one stage and w held (three stages of fp32 tiles pass
-    # the shared memory)
+    # bf16 LayerNorm's two tiles spill with the row sums reduced jointly, so it keeps one tl.sum
+    # each (run 68), as does LayerNorm 5120 (run 69); every other launch reduces them jointly
+    assert not ln.joint_sums and backward_launch(4096, 8192, cpu, False, torch.bfloat16).joint_sums
+    assert not backward_launch(4096, 5120, cpu, False, torch.bfloat16).joint_sums
+    assert backward_launch(4096, 12288, cpu, False, torch.bfloat16).joint_sums
+    # fp16 RMSNorm takes the bf16 launch; fp16 LayerNorm spilled on it and keeps one tile read again
+    # (run 57), unmasked since its joint sums stopped the spill (run 68); fp32 RMSNorm keeps one
+    # stage and w held (three stages of fp32 tiles pass the shared memory)
     rms16, ln16 = (backward_launch(4096, 16384, cpu, is_rms, torch.float16) for is_rms in (True, False))
     assert rms16 == rms
-    assert (ln16.block_n, ln16.tail_n, ln16.row_stages, ln16.dx_operands, ln16.reload_weight) == (
-        16384, (0, 0), 2, DxOperands.RELOADED, False)
-    assert ln16.masked(4096, 16384)
+    assert (ln16.block_n, ln16.tail_n, ln16.row_stages, ln16.dx_operands, ln16.reload_weight, ln16.joint_sums) == (
+        16384, (0, 0), 2, DxOperands.RELOADED, False, True)
+    assert not ln16.masked(4096, 16384) and ln16.masked(4096, 16000)
     rms32 = backward_launch(4096, 16384, cpu, True, torch.float32)
     assert (rms32.block_n, rms32.row_stages, rms32.reload_weight) == (16384, 1, False)
     for hidden in (12288, 16384):
@@ -640,6 +645,36 @@ def test_backward_reading_w_again_per_row(op, tiles, rows, hidden, operands, dty
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, True]  # the forward has no such flag; the backward read w again
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("joint_sums", [True, False])
+@pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448), ((32, 32, 0), 9, 61)])
+@pytest.mark.parametrize("op", OPS)
+def test_backward_row_sums_joint_or_separate(op, tiles, rows, hidden, joint_sums, dtype, monkeypatch):
+    # LayerNorm's row sums of g * xhat and g reduced in one tl.reduce or in one tl.sum each
+    # (RowLoop.joint_sums), on one masked tile, three tiles covering the row and two equal tiles
+    # (the second masked past column 61) with several rows a block; RMSNorm ignores the flag.
+    import dataclasses
+
+    from trinix_bench.ops import launch_config, normalization
+
+    fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
+    _force_launches(monkeypatch, fwd, "HELD_NARROW")
+    forced_backward = normalization.backward_launch
+    monkeypatch.setattr(normalization, "backward_launch", lambda *args, **kwargs: dataclasses.replace(
+        forced_backward(*args, **kwargs), joint_sums=joint_sums))
+    flags = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        flags.append(constexprs.get("JOINT_SUMS"))
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
+    check_op(op, inputs, grads)
+    assert flags == [None, joint_sums]  # the forward has no such flag
 
 
 def test_exact_cover_says_when_the_kernel_needs_no_masks():

@@ -70,6 +70,7 @@ class BackwardLaunch(_Cover):
     tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
     keep_masks: bool = False  # masked even when the launch covers the problem exactly
     reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
+    joint_sums: bool = True  # single pass, LayerNorm: a row's two sums reduced in one tl.reduce (RowLoop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,10 @@ class RowLoop:
     reload_weight: bool = False  # read w' again for every row instead of holding it: frees registers
     keep_masks: bool = False  # masked even where the launch covers the problem exactly
     equal_tiles: int = 1  # a power-of-two row held as this many equal register tiles (1 or 2)
+    # LayerNorm: reduce a row's sums of g * xhat and g in one tl.reduce, so they share one exchange
+    # between warps, instead of one tl.sum each (more values live at once: may spill where the
+    # registers are already full)
+    joint_sums: bool = True
 
     def __post_init__(self):
         if self.equal_tiles not in (1, 2):  # the kernel holds at most three tiles; tables use one or two
@@ -199,6 +204,10 @@ SPLIT_TILE_FWD = {
 #   32768x12288 held in fp32 at 3 stages: 1032.0-1066.7 vs 1069.2-1117.2 (three runs, each
 #   ahead). Reading w again lost or tied at 5120, 14336 and RMSNorm 12288 (e.g. LayerNorm 14336
 #   1507.7 vs 1350.8; RMSNorm 12288 988.8 vs 987.9).
+# - Runs 68-69: LayerNorm's rows here reduce their two row sums jointly (RowLoop.joint_sums;
+#   numbers at BACKWARD_SINGLE_PASS): 12288 91 -> 94%, 14336 81 -> 85%, 18432 63 -> 64-65% of copy.
+#   5120 (4 warps) read 143.0-161.0 us joint against 141.2-141.6 in 7 of 8 readings without (run
+#   69) and keeps one tl.sum each.
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
@@ -206,7 +215,7 @@ SPLIT_TILE_BWD = {
            (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
            (32768, 0.5625, 16, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True)),
            (32768, 0.875, 16, RowLoop(1, DxOperands.RELOADED, reload_weight=True))),
-    False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32)),
+    False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32, joint_sums=False)),
             (16384, 0.75, 16, RowLoop(3, DxOperands.HELD_FP32, reload_weight=True)),
             (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
             (32768, 0.5625, 16, RowLoop(2, DxOperands.RELOADED, reload_weight=True))),
@@ -268,11 +277,12 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 #   spills: 46-68%; read again at 3 stages is out of shared memory). All measured in bf16; held
 #   narrow only saves registers for 16-bit inputs, and its bit-level widening is bf16's (fp16 and
 #   fp32 rows take plain conversions, where the compiler may keep fp32 copies as before).
-# - The last field keeps the masks where the tile covers the row exactly. LayerNorm at 16384, read
+# - keep_masks keeps the masks where the tile covers the row exactly. LayerNorm at 16384, read
 #   again at 2 stages, spilled more without them (20 vs 2 values a thread) and lost: 131072x16384
 #   7292.9 vs 6356.6 us (69 vs 79% of copy), 32768x16384 1865.4 vs 1616.1 (runs 48-49, `masks`);
 #   no other launch of this table lost without masks (unmasked: 3 stages held narrow 6518.1 us,
-#   1 stage read again 6997.7). RMSNorm at 16384 gained (131072x16384 5372.1 -> 5278.3).
+#   1 stage read again 6997.7). RMSNorm at 16384 gained (131072x16384 5372.1 -> 5278.3). No row
+#   keeps them since run 68 (fp16 LayerNorm's launch stopped spilling unmasked, below).
 # - Runs 54-56 (reload_weight, backward_ab), 16-bit rows at 16384 with w' read again per row,
 #   two alternating readings, us: RMSNorm held narrow at 3 stages 5173.9-5177.1 vs 5274.8-5281.6
 #   (131072x16384, 95 -> 97%), 1316.3-1319.5 vs 1342.2-1343.9 (32768x16384); fp16 5178.7-5189.5
@@ -285,6 +295,17 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 #   24 values a thread spilled: fp16 widens by plain conversion, which the compiler merges with the
 #   first and holds), so fp16 keeps the single tile read again; fp16 RMSNorm took the bf16 row
 #   (5171.8-5173.3 vs 5791.0-5803.4).
+# - Run 68 (RowLoop.joint_sums: LayerNorm's row sums of g * xhat and g in one tl.reduce, sharing
+#   the exchange between warps; backward_ab, fwd+bwd us, the package before and after alternating
+#   in three processes a side): joint sums gain wherever they add no spill: 16384x8192 361.3-363.2
+#   -> 359.2-360.1; 32768x12288 1035.2-1039.4 -> 1003.9-1008.9 (91 -> 94% of copy); 32768x14336
+#   1351.5-1355.4 -> 1286.9-1295.4 (81 -> 85%); 16384x18432 1109.4-1121.2 -> 1091.6-1096.6; fp16
+#   131072x16384 (masked) 6234.4-6269.5 -> 6148.9-6175.1. fp16's tile no longer spills unmasked
+#   (0 bytes a thread; 124 before, offline ptxas) and the masks went: 6108.1-6134.1. bf16 at
+#   16384 (two 8192 tiles held narrow) spills 144 bytes a thread with joint sums against 32
+#   without (offline ptxas), and keeps one tl.sum each: 5808.6-5830.7 us. Variants not kept, with
+#   the two tiles' lanes added before the reduction: joint 7356.8-7372.1, separate 6021.0-6031.2;
+#   two tiles read again at 1 stage, joint sums (no spill): 6090.4-6094.2.
 # (is_rms, the rows' dtype: bfloat16, float16, float32 for every other) -> ((largest block_n, RowLoop), ...)
 _HELD_FP32_TO_8192 = (8192, RowLoop(3, DxOperands.HELD_FP32))
 _RMS_16K_16_BIT = (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True))
@@ -293,8 +314,9 @@ BACKWARD_SINGLE_PASS = {
     (True, torch.float16): (_HELD_FP32_TO_8192, _RMS_16K_16_BIT),
     (True, torch.float32): (_HELD_FP32_TO_8192, (16384, RowLoop(1, DxOperands.HELD_NARROW))),
     (False, torch.bfloat16): (_HELD_FP32_TO_8192,
-                              (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True, equal_tiles=2))),
-    (False, torch.float16): (_HELD_FP32_TO_8192, (16384, RowLoop(2, DxOperands.RELOADED, keep_masks=True))),
+                              (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True, equal_tiles=2,
+                                              joint_sums=False))),
+    (False, torch.float16): (_HELD_FP32_TO_8192, (16384, RowLoop(2, DxOperands.RELOADED))),
     (False, torch.float32): (_HELD_FP32_TO_8192,),
 }
 # The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
@@ -409,7 +431,8 @@ def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> Back
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
-                          tiles[1:], keep_masks=loop.keep_masks, reload_weight=loop.reload_weight)
+                          tiles[1:], keep_masks=loop.keep_masks, reload_weight=loop.reload_weight,
+                          joint_sums=loop.joint_sums)
 
 
 @functools.lru_cache(maxsize=1024)

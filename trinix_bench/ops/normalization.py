@@ -306,13 +306,32 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
 
 
 @triton.jit
+def _add_pairs(a1, b1, a2, b2):
+    return a1 + a2, b1 + b2
+
+
+@triton.jit
+def _row_sums(gx, g, IS_RMS: tl.constexpr, JOINT: tl.constexpr):
+    """Per row of a tile, (sum of g * xhat, sum of g); RMSNorm needs only the first (0 for the
+    second). With JOINT, LayerNorm reduces both in one tl.reduce: the two sums share one exchange
+    between warps through shared memory, and its barriers, instead of one each."""
+    if IS_RMS:
+        gx_sum = tl.sum(gx, axis=1)
+        return gx_sum, tl.zeros_like(gx_sum)
+    elif JOINT:
+        return tl.reduce((gx, g), 1, _add_pairs)
+    else:
+        return tl.sum(gx, axis=1), tl.sum(g, axis=1)
+
+
+@triton.jit
 def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, rows64, cols, col_mask, mask, mean,
-                     rstd, c1, c2, dw_acc, db_acc, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
-                     COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr, MASKED: tl.constexpr,
-                     RELOAD_W: tl.constexpr):
+                     rstd, c1, c2, dw_acc, db_acc, IS_RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
+                     COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr,
+                     MASKED: tl.constexpr, RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr):
     """One tile of a row block: load x and dy, add the tile's row sums of g * xhat and of g (g = dy * w';
-    w' as _tile_scale gives it) to c1 and c2 and dy * xhat, dy to the dw / db sums; return (x as
-    loaded, dy as loaded, xhat, g, c1, c2, the dw and db sums). Unless dx takes them from fp32
+    w' as _tile_scale gives it; _row_sums) to c1 and c2 and dy * xhat, dy to the dw / db sums; return
+    (x as loaded, dy as loaded, xhat, g, c1, c2, the dw and db sums). Unless dx takes them from fp32
     registers, the loads ask the lines to stay in L1/L2 for the second read."""
     if DX_OPERANDS == 0:  # HELD_FP32
         eviction: tl.constexpr = ""
@@ -328,7 +347,8 @@ def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, 
     if COMPUTE_DB:
         db_acc += dy
     g = dy * _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
-    return x_raw, dy_raw, xhat, g, c1 + tl.sum(g * xhat, axis=1), c2 + tl.sum(g, axis=1), dw_acc, db_acc
+    gx_sum, g_sum = _row_sums(g * xhat, g, IS_RMS, JOINT_SUMS)
+    return x_raw, dy_raw, xhat, g, c1 + gx_sum, c2 + g_sum, dw_acc, db_acc
 
 
 @triton.jit
@@ -361,7 +381,7 @@ def _norm_bwd_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
@@ -415,17 +435,20 @@ def _norm_bwd_kernel(
         no_sum = tl.zeros_like(rstd)
         x_raw, dy_raw, xhat, g, c1, c2, dw_acc, db_acc = _bwd_tile_reduce(
             dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w, offset, rows64, cols, col_mask, mask, mean, rstd, no_sum,
-            no_sum, dw_acc, db_acc, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
+            no_sum, dw_acc, db_acc, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
+            JOINT_SUMS)
         if BLOCK_N_2 > 0:
             mask2 = row_mask[:, None] & col_mask2[None, :]
             x_raw2, dy_raw2, xhat2, g2, c1, c2, dw_acc2, db_acc2 = _bwd_tile_reduce(
                 dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w2, offset, rows64, cols2, col_mask2, mask2, mean, rstd,
-                c1, c2, dw_acc2, db_acc2, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
+                c1, c2, dw_acc2, db_acc2, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
+                JOINT_SUMS)
         if BLOCK_N_3 > 0:
             mask3 = row_mask[:, None] & col_mask3[None, :]
             x_raw3, dy_raw3, xhat3, g3, c1, c2, dw_acc3, db_acc3 = _bwd_tile_reduce(
                 dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w3, offset, rows64, cols3, col_mask3, mask3, mean, rstd,
-                c1, c2, dw_acc3, db_acc3, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W)
+                c1, c2, dw_acc3, db_acc3, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
+                JOINT_SUMS)
         c1 = c1 / n_cols
         c2 = c2 / n_cols
         _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w, offset,
@@ -462,12 +485,13 @@ def _norm_bwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
     rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once.
-    DX_OPERANDS, BLOCK_N_2, BLOCK_N_3 and RELOAD_W are unused here."""
+    DX_OPERANDS, BLOCK_N_2, BLOCK_N_3, RELOAD_W and JOINT_SUMS are unused here: a row's two
+    sums are reduced together once, after its last chunk."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -488,8 +512,9 @@ def _norm_bwd_looped_kernel(
             g = dy * _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
             c1_lanes += g * xhat
             c2_lanes += g
-        tl.store(row_scratch_ptr + 2 * rows64, tl.sum(c1_lanes, axis=1) / n_cols)
-        tl.store(row_scratch_ptr + 2 * rows64 + 1, tl.sum(c2_lanes, axis=1) / n_cols)
+        c1, c2 = _row_sums(c1_lanes, c2_lanes, IS_RMS, True)
+        tl.store(row_scratch_ptr + 2 * rows64, c1 / n_cols)
+        tl.store(row_scratch_ptr + 2 * rows64 + 1, c2 / n_cols)
     # Pass B reads the scratch that other threads of this program wrote in pass A.
     tl.debug_barrier()
     for start in range(0, n_cols, BLOCK_N):
@@ -719,6 +744,7 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
         BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
+        JOINT_SUMS=cfg.joint_sums,
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
