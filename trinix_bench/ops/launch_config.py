@@ -206,8 +206,9 @@ SPLIT_TILE_FWD = {
 #   1507.7 vs 1350.8; RMSNorm 12288 988.8 vs 987.9).
 # - Runs 68-69: LayerNorm's rows here reduce their two row sums jointly (RowLoop.joint_sums;
 #   numbers at BACKWARD_SINGLE_PASS): 12288 91 -> 94%, 14336 81 -> 85%, 18432 63 -> 64-65% of copy.
-#   5120 (4 warps) read 143.0-161.0 us joint against 141.2-141.6 in 7 of 8 readings without (run
-#   69) and keeps one tl.sum each.
+#   5120 (4 warps) keeps one tl.sum each, the code it had: joint sums moved it within its spread,
+#   slower across packages (run 69: 143.0-161.0 us against 141.2-141.6 in 7 of 8 readings), faster
+#   or tied alternating in one process (runs 70-71: 135.8-146.7 against 140.6-143.6).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {

@@ -1,0 +1,144 @@
+"""Registers, spills and shared memory of the backward kernel's launches, compiled for sm_90 on a
+machine without a GPU.
+
+    pip install --no-deps --target /tmp/t36 triton==3.6.0      # the H200's Triton (ptxas included)
+    PYTHONPATH=/tmp/t36:. python scripts/offline_resources.py layer_norm@32768x12288 \\
+        layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16]
+
+A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH as
+``tune_kernels.py backward_ab`` reads it: ``TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]``.
+The kernel is compiled by Triton as a launch would specialize it (16-byte aligned pointers, row
+strides divisible by 16 when the width is) and its PTX is run through Triton's ptxas with ``-v``.
+With the device's Triton version the counts match what the H200 reports (run 68: LayerNorm's
+16384-column launch, 32 bytes of spill stores a thread either way); other versions generate other
+code. This is how run 68 screened launches before timing them on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import tempfile
+
+import torch
+
+from trinix_bench.ops import launch_config as lc
+
+_POINTERS = ("dy_ptr", "x_ptr", "dres_ptr", "dx_ptr", "w_ptr", "row_scratch_ptr")
+_FP32_POINTERS = ("mean_ptr", "rstd_ptr", "dw_partial_ptr", "db_partial_ptr")
+_ROW_STRIDES = ("dy_stride", "x_stride", "dres_stride", "dx_stride")
+_TRITON_TYPES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}
+
+
+def parse_spec(spec: str, dtype: torch.dtype) -> tuple[str, int, int, lc.BackwardLaunch]:
+    """``op@ROWSxHIDDEN[=LAUNCH]`` -> (op, rows, hidden, BackwardLaunch); the grid fields are 0
+    (they do not change the compiled code)."""
+    head, _, launch = spec.partition("=")
+    op, _, shape = head.partition("@")
+    try:
+        rows, hidden = (int(v) for v in shape.split("x"))
+    except ValueError:
+        raise SystemExit(f"spec {spec!r}: expected op@ROWSxHIDDEN[=LAUNCH], e.g. layer_norm@32768x12288") from None
+    if op not in ("rms_norm", "layer_norm"):
+        raise SystemExit(f"spec {spec!r}: op must be rms_norm or layer_norm")
+    if not launch:
+        return op, rows, hidden, lc._backward_shape(hidden, op == "rms_norm", dtype, False)
+    tiles, warps, stages, operands, *options = launch.split("/")
+    if set(options) - {"reload", "masked", "separate"} or not warps.startswith("w") or not stages.startswith("s"):
+        raise SystemExit(f"spec {spec!r}: expected LAUNCH as TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]")
+    if operands not in lc.DxOperands.__members__:
+        raise SystemExit(f"spec {spec!r}: OPERANDS must be one of {', '.join(lc.DxOperands.__members__)}")
+    widths = [int(t) for t in tiles.split("+")] + [0, 0]
+    cfg = lc.BackwardLaunch(widths[0], lc._rows_per_program(widths[0]), int(warps[1:]), False, 0, 0, int(stages[1:]),
+                            lc.DxOperands[operands], tuple(widths[1:3]), keep_masks="masked" in options,
+                            reload_weight="reload" in options, joint_sums="separate" not in options)
+    return op, rows, hidden, cfg
+
+
+def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype):
+    """The compiled backward kernel for sm_90 (Triton's CompiledKernel)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.compiler import CUDABackend
+    from triton.compiler import ASTSource
+
+    from trinix_bench.ops import normalization as nz
+
+    kernel = nz._norm_bwd_looped_kernel if cfg.looped else nz._norm_bwd_kernel
+    target = GPUTarget("cuda", 90, 32)
+    constexprs = dict(
+        IS_RMS=op == "rms_norm", HAS_DRES=False, HAS_WEIGHT=True, COMPUTE_DW=True, COMPUTE_DB=op == "layer_norm",
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
+        BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(rows, hidden),
+        RELOAD_W=cfg.reload_weight, JOINT_SUMS=cfg.joint_sums,
+    )
+    constexprs = {name: value for name, value in constexprs.items() if name in kernel.arg_names}
+    signature = {}
+    for name in kernel.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name in _POINTERS:
+            signature[name] = "*" + _TRITON_TYPES[dtype]
+        elif name in _FP32_POINTERS:
+            signature[name] = "*fp32"
+        elif name == "offset":
+            signature[name] = "fp32"
+        else:
+            signature[name] = "i32"
+    divisible = list(_POINTERS + _FP32_POINTERS)
+    if hidden % 16 == 0:  # what the launch specializes on (launch_arguments)
+        divisible += list(_ROW_STRIDES) + ["n_cols"]
+    backend = CUDABackend(target)
+    attrs = {(kernel.arg_names.index(name),): backend.parse_attr("D") for name in divisible}
+    source = ASTSource(kernel, signature, constexprs, attrs)
+    return triton.compile(source, target=target, options=dict(num_warps=cfg.num_warps, num_stages=3))
+
+
+def ptxas_resources(ptx: str) -> tuple[int, int, int]:
+    """(registers a thread, spill store bytes, spill load bytes) from Triton's ptxas -v for sm_90a."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.TemporaryDirectory() as folder:
+        source = os.path.join(folder, "kernel.ptx")
+        with open(source, "w") as f:
+            f.write(ptx)
+        done = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name=sm_90a", source, "-o", source + ".o"],
+                              capture_output=True, text=True, check=True)
+    log = done.stdout + done.stderr
+    registers = re.search(r"Used (\d+) registers", log)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", log)
+    if registers is None or spills is None:
+        raise RuntimeError(f"cannot read ptxas -v output:\n{log}")
+    return int(registers.group(1)), int(spills.group(1)), int(spills.group(2))
+
+
+def describe(cfg: lc.BackwardLaunch, rows: int, hidden: int) -> str:
+    """The launch in backward_ab's notation."""
+    if cfg.looped:
+        return f"looped {cfg.block_n}/w{cfg.num_warps}/s{cfg.row_stages}"
+    tiles = "+".join(str(t) for t in (cfg.block_n, *cfg.tail_n) if t)
+    options = [name for name, on in (("reload", cfg.reload_weight), ("masked", cfg.masked(rows, hidden)),
+                                     ("separate", not cfg.joint_sums)) if on]
+    return "/".join([tiles, f"w{cfg.num_warps}", f"s{cfg.row_stages}", cfg.dx_operands.name, *options])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("specs", nargs="+", help="op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]]")
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
+    print("| spec | launch | regs | spill stores / loads B | shared B |")
+    print("|---|---|---|---|---|")
+    for spec in args.specs:
+        op, rows, hidden, cfg = parse_spec(spec, dtype)
+        compiled = compile_backward(op, rows, hidden, cfg, dtype)
+        registers, stores, loads = ptxas_resources(compiled.asm["ptx"])
+        print(f"| {spec} | {describe(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
+              f"{compiled.metadata.shared} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

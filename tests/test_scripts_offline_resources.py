@@ -1,0 +1,60 @@
+"""scripts/offline_resources.py: which launch a spec names (compiling needs Triton's CUDA backend)."""
+
+import dataclasses
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "offline_resources.py"
+
+
+@pytest.fixture(scope="module")
+def offline_resources():
+    spec = importlib.util.spec_from_file_location("offline_resources", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_bare_shape_takes_the_tables_launch(offline_resources):
+    from trinix_bench.ops import launch_config as lc
+
+    op, rows, hidden, cfg = offline_resources.parse_spec("layer_norm@131072x16384", torch.bfloat16)
+    assert (op, rows, hidden) == ("layer_norm", 131072, 16384)
+    table = lc.backward_launch(rows, hidden, torch.device("cpu"), False, torch.bfloat16)
+    assert cfg == dataclasses.replace(table, programs=0, rows_per_program=0)
+    assert offline_resources.describe(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate"
+    assert offline_resources.describe(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate"
+    _, _, _, fp16 = offline_resources.parse_spec("layer_norm@4096x16384", torch.float16)
+    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED"
+    _, _, _, looped = offline_resources.parse_spec("layer_norm@4096x28672", torch.bfloat16)
+    assert offline_resources.describe(looped, 4096, 28672) == "looped 4096/w8/s1"
+
+
+def test_a_launch_spec_names_every_field(offline_resources):
+    from trinix_bench.ops.launch_config import DxOperands
+
+    _, rows, hidden, cfg = offline_resources.parse_spec(
+        "rms_norm@8192x5120=4096+1024/w8/s4/HELD_FP32/masked/separate", torch.bfloat16)
+    assert (cfg.block_n, cfg.tail_n, cfg.block_m, cfg.num_warps, cfg.row_stages, cfg.dx_operands) == (
+        4096, (1024, 0), 1, 8, 4, DxOperands.HELD_FP32)
+    assert (cfg.keep_masks, cfg.reload_weight, cfg.joint_sums, cfg.looped) == (True, False, False, False)
+    _, _, _, plain = offline_resources.parse_spec("layer_norm@64x512=256+128+128/w4/s2/RELOADED/reload",
+                                                  torch.float32)
+    assert (plain.tail_n, plain.block_m, plain.reload_weight, plain.joint_sums, plain.keep_masks) == (
+        (128, 128), 16, True, True, False)
+    assert offline_resources.describe(cfg, rows, hidden) == "4096+1024/w8/s4/HELD_FP32/masked/separate"
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("layer_norm@4096", "expected op@ROWSxHIDDEN"),
+    ("group_norm@4x8", "op must be rms_norm or layer_norm"),
+    ("rms_norm@4x8=8/16/s1/RELOADED", "expected LAUNCH as"),
+    ("rms_norm@4x8=8/w4/s1/RELOADED/fast", "expected LAUNCH as"),
+    ("rms_norm@4x8=8/w4/s1/HELD", "OPERANDS must be one of HELD_FP32, RELOADED, HELD_NARROW"),
+])
+def test_a_malformed_spec_says_what_is_expected(offline_resources, spec, message):
+    with pytest.raises(SystemExit, match=message):
+        offline_resources.parse_spec(spec, torch.bfloat16)
