@@ -9,9 +9,10 @@ A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` w
 ``tune_kernels.py backward_ab`` reads it: ``TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]``.
 The kernel is compiled by Triton as a launch would specialize it (16-byte aligned pointers, row
 strides divisible by 16 when the width is) and its PTX is run through Triton's ptxas with ``-v``.
-With the device's Triton version the counts match what the H200 reports (run 68: LayerNorm's
-16384-column launch, 32 bytes of spill stores a thread either way); other versions generate other
-code. This is how run 68 screened launches before timing them on the GPU.
+With the device's Triton version the counts match what the H200 reports: run 72 read the same
+registers, spill bytes and shared memory for six launches (e.g. LayerNorm 32768x16384's table
+launch 128 registers, 32 bytes, 229464 B; with joint sums 144 bytes). Other Triton versions
+generate other code. Run 68 screened launches this way before timing them on the GPU.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dt
     for name in kernel.arg_names:
         if name in constexprs:
             signature[name] = "constexpr"
+        elif name == "row_scratch_ptr" and cfg.looped:  # the looped kernel's fp32 scratch (x's placeholder else)
+            signature[name] = "*fp32"
         elif name in _POINTERS:
             signature[name] = "*" + _TRITON_TYPES[dtype]
         elif name in _FP32_POINTERS:
