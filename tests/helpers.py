@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import torch
 
 import trinix_bench as tb
@@ -139,3 +142,12 @@ def check_op(op, inputs, grads, *, eps=None, offset=0.0, backend="triton", check
     bad = {k: v for k, v in errors.items() if not v[0] <= v[1]}
     assert not bad, f"{op} {tuple(inputs['x'].shape)} {dtype}: (error, tolerance) {bad} (all: {errors})"
     return {k: v[0] for k, v in errors.items()}
+
+
+def load_script(name):
+    """The module of ``scripts/<name>.py`` (the scripts are not a package)."""
+    path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -584,10 +584,11 @@ def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
         assert sum(tiles) <= max(64, 1 << (hidden - 1).bit_length())
 
 
-def _force_launches(monkeypatch, fwd, operands, reload_weight=False):
+def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=True):
     """Launch the forward as ``fwd`` and the backward on the same tiles and row blocks (looped if
     ``fwd`` is), two row blocks a strip (so strips hold whole blocks, as the table's launches do),
-    2 row stages, dx taken from ``operands`` and w held or read again per row (``reload_weight``)."""
+    2 row stages, dx taken from ``operands``, w held or read again per row (``reload_weight``) and
+    LayerNorm's row sums reduced together or apart (``joint_sums``)."""
     import dataclasses
 
     from trinix_bench.ops import launch_config, normalization
@@ -600,10 +601,25 @@ def _force_launches(monkeypatch, fwd, operands, reload_weight=False):
                                    block_m=fwd.block_m, rows_per_program=2 * fwd.block_m,
                                    programs=-(-n_rows // (2 * fwd.block_m)),
                                    dx_operands=launch_config.DxOperands[operands], row_stages=2,
-                                   reload_weight=reload_weight)
+                                   reload_weight=reload_weight, joint_sums=joint_sums)
 
     monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
     monkeypatch.setattr(normalization, "backward_launch", backward)
+
+
+def _recorded_flags(monkeypatch, flag):
+    """The value of the constexpr ``flag`` at each launch from now on (None for a kernel without it)."""
+    from trinix_bench.ops import normalization
+
+    flags = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        flags.append(constexprs.get(flag))
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    return flags
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -630,18 +646,11 @@ def test_split_tile_kernels(op, rows, hidden, min_tile, operands, dtype, monkeyp
 def test_backward_reading_w_again_per_row(op, tiles, rows, hidden, operands, dtype, monkeypatch):
     # The single-pass backward with w' read again for every row block instead of held: one tile
     # (masked), three tiles covering the row exactly, and two tiles with several rows a block.
-    from trinix_bench.ops import launch_config, normalization
+    from trinix_bench.ops import launch_config
 
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, operands, reload_weight=True)
-    flags = []
-    real_launch = normalization._LAUNCHES.launch
-
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        flags.append(constexprs.get("RELOAD_W"))
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
-
-    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    flags = _recorded_flags(monkeypatch, "RELOAD_W")
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, True]  # the forward has no such flag; the backward read w again
@@ -655,23 +664,11 @@ def test_backward_row_sums_joint_or_separate(op, tiles, rows, hidden, joint_sums
     # LayerNorm's row sums of g * xhat and g reduced in one tl.reduce or in one tl.sum each
     # (RowLoop.joint_sums), on one masked tile, three tiles covering the row and two equal tiles
     # (the second masked past column 61) with several rows a block; RMSNorm ignores the flag.
-    import dataclasses
-
-    from trinix_bench.ops import launch_config, normalization
+    from trinix_bench.ops import launch_config
 
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
-    _force_launches(monkeypatch, fwd, "HELD_NARROW")
-    forced_backward = normalization.backward_launch
-    monkeypatch.setattr(normalization, "backward_launch", lambda *args, **kwargs: dataclasses.replace(
-        forced_backward(*args, **kwargs), joint_sums=joint_sums))
-    flags = []
-    real_launch = normalization._LAUNCHES.launch
-
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        flags.append(constexprs.get("JOINT_SUMS"))
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
-
-    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    _force_launches(monkeypatch, fwd, "HELD_NARROW", joint_sums=joint_sums)
+    flags = _recorded_flags(monkeypatch, "JOINT_SUMS")
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, joint_sums]  # the forward has no such flag
@@ -708,7 +705,7 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
     # Exactly covered launches run the kernels unmasked (MASKED=False); any lane left over, in the
     # columns or in the last row block, keeps the masks. Forward and backward against float64, for
     # every place the single-pass backward takes dx's operands from.
-    from trinix_bench.ops import launch_config, normalization
+    from trinix_bench.ops import launch_config
 
     tiles, block_m, *shapes = _MASK_CASES[kind]
     shape = dict(zip(["exact", "ragged columns", "ragged rows"], shapes))[case]
@@ -720,14 +717,7 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
     tail = tuple(tiles[1:]) + (0,) * (3 - len(tiles))
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, (0, 0) if looped else tail)
     _force_launches(monkeypatch, fwd, operands)
-    masked = []
-    real_launch = normalization._LAUNCHES.launch
-
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        masked.append(constexprs["MASKED"])
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
-
-    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    masked = _recorded_flags(monkeypatch, "MASKED")
     inputs, grads = make_inputs(op, *shape, dtype, "cpu")
     check_op(op, inputs, grads)
     assert masked == [case != "exact"] * 2  # the forward, then the backward

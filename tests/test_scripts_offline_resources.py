@@ -1,21 +1,15 @@
 """scripts/offline_resources.py: which launch a spec names (compiling needs Triton's CUDA backend)."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "offline_resources.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def offline_resources():
-    spec = importlib.util.spec_from_file_location("offline_resources", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("offline_resources")
 
 
 def test_a_bare_shape_takes_the_tables_launch(offline_resources):

@@ -1,21 +1,15 @@
 """scripts/peer_ratios.py: ratios against the peer bar are a pure function of stored rows."""
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "peer_ratios.py"
+from helpers import load_script
 
 
 @pytest.fixture(scope="module")
 def peer_ratios():
-    spec = importlib.util.spec_from_file_location("peer_ratios", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("peer_ratios")
 
 
 PEERS_MD = """# Peer figures
