@@ -16,6 +16,7 @@ import contextlib
 import cProfile
 import dataclasses
 import pstats
+import sys
 import time
 
 import torch
@@ -95,19 +96,38 @@ BACKWARD_VARIANTS = {
     "single16k_w32_1sm": (16384, 16384, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 1),
     "looped8k_w16": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 8192, 2),
     "looped4k_w8": (8192, 8192, ((1024, 4), (4096, 8), (8192, 16), (65536, 32)), 4096, 2),
+    # the tables in effect (looped chunk None: lc.LOOPED_BWD as it is)
     "chosen": (lc.MAX_SINGLE_PASS_BWD[True, True], lc.MAX_SINGLE_PASS_BWD[False, True], lc.BACKWARD_WARPS_BY_BLOCK_N,
-               lc.LOOPED_BLOCK_N_BWD, dict(lc.BACKWARD_PROGRAMS_PER_SM)),
+               None, dict(lc.BACKWARD_PROGRAMS_PER_SM)),
 }
+_LOOPED_BWD_TABLE = lc.LOOPED_BWD
+
+
+def _set_programs_per_sm(per_sm, looped_chunk=None):
+    """Programs per SM for both backward kernels; with ``looped_chunk``, every looped launch at that
+    chunk (warps from lc.BACKWARD_WARPS_BY_BLOCK_N) instead of lc.LOOPED_BWD's rows."""
+    per_sm = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
+    lc.BACKWARD_PROGRAMS_PER_SM = per_sm
+    if looped_chunk is None:
+        lc.LOOPED_BWD = tuple((*row[:3], per_sm[True]) for row in _LOOPED_BWD_TABLE)
+    else:
+        warps = lc._warps_for(looped_chunk, lc.BACKWARD_WARPS_BY_BLOCK_N)
+        lc.LOOPED_BWD = ((sys.maxsize, looped_chunk, warps, per_sm[True]),)
+    lc._backward_shape.cache_clear()
+    lc.backward_launch.cache_clear()
 
 
 def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
     lc.MAX_SINGLE_PASS_BWD = {(True, True): max_single_rms, (True, False): max_single_rms,
                               (False, True): max_single_ln, (False, False): max_single_ln}
     lc.BACKWARD_WARPS_BY_BLOCK_N = warps
-    lc.LOOPED_BLOCK_N_BWD = chunk
-    lc.BACKWARD_PROGRAMS_PER_SM = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
-    lc._backward_shape.cache_clear()
-    lc.backward_launch.cache_clear()
+    if chunk is None:  # "chosen": the tables' own looped rows and programs per SM
+        lc.BACKWARD_PROGRAMS_PER_SM = per_sm
+        lc.LOOPED_BWD = _LOOPED_BWD_TABLE
+        lc._backward_shape.cache_clear()
+        lc.backward_launch.cache_clear()
+    else:
+        _set_programs_per_sm(per_sm, chunk)
 
 
 def backward(shapes, variants):
@@ -209,26 +229,46 @@ def _forward_call(op, rows, hidden):
 FORWARD_LOOPED_CHUNKS = (2048, 4096, 8192)
 
 
+# The widest single-pass forward tile the kernel compiles without spilling (64K fp32 values over
+# 32 warps), for probes that pit the single pass against the looped kernel past the table's limit.
+SINGLE_PASS_FWD_CEILING = 65536
+
+
+def _forward_tables(max_single_pass, looped_chunk=None, looped_warps=16):
+    """Set the forward's single-pass limit and, with ``looped_chunk``, every looped row of
+    WIDE_ROW_FWD to that chunk and warps; returns the tables to restore with _restore_forward_tables."""
+    saved = (lc.MAX_SINGLE_PASS_FWD, lc.WIDE_ROW_FWD)
+    lc.MAX_SINGLE_PASS_FWD = max_single_pass
+    if looped_chunk is not None:
+        row = ((sys.maxsize, looped_chunk, looped_warps),)
+        lc.WIDE_ROW_FWD = {True: row, False: row}
+    lc.forward_launch.cache_clear()
+    return saved
+
+
+def _restore_forward_tables(saved):
+    lc.MAX_SINGLE_PASS_FWD, lc.WIDE_ROW_FWD = saved
+    lc.forward_launch.cache_clear()
+
+
 def forward_looped(shapes):
     """Forward time: the single-pass kernel against the looped kernel at several chunk widths."""
     print("| op | shape | single pass | " + " | ".join(f"looped {c}" for c in FORWARD_LOOPED_CHUNKS) + " |")
     print("|---|---|---|" + "---|" * len(FORWARD_LOOPED_CHUNKS))
-    original = (lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N)
     low_fill = lc.LOW_FILL_LOOPED_FWD
     lc.LOW_FILL_LOOPED_FWD = {True: (0.0, ()), False: (0.0, ())}  # compare the raw kernels
     for op in ("rms_norm", "layer_norm"):
         for rows, hidden in shapes:
             fn = _forward_call(op, rows, hidden)
             cells = []
-            # The looped chunk is min(LOOPED_BLOCK_N, single-pass limit), so both are set to the chunk.
-            for single_limit, chunk in [original] + [(c, c) for c in FORWARD_LOOPED_CHUNKS]:
-                lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = single_limit, chunk
-                lc.forward_launch.cache_clear()
+            # single pass up to its ceiling (past it, 8192 chunks as before run 75), then every row looped
+            for single_limit, chunk in [(SINGLE_PASS_FWD_CEILING, 8192)] + [(1, c) for c in FORWARD_LOOPED_CHUNKS]:
+                saved = _forward_tables(single_limit, chunk)
                 with torch.no_grad():
                     ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                _restore_forward_tables(saved)
                 cells.append(f"{ms * 1e3:.1f} ({2 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
             print(f"| {op} | {rows}x{hidden} | " + " | ".join(cells) + " |", flush=True)
-    lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = original
     lc.LOW_FILL_LOOPED_FWD = low_fill
     lc.forward_launch.cache_clear()
 
@@ -252,13 +292,13 @@ def looped_variants():
             print(f"looped direct stages={stages} warps={warps}: {us:.1f} us", flush=True)
     compiled = nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=8)
     print("n_regs", compiled.n_regs, "n_spills", compiled.n_spills, "shared", compiled.metadata.shared)
-    lc.MAX_SINGLE_PASS_FWD, lc.LOOPED_BLOCK_N = 1, chunk
-    lc.forward_launch.cache_clear()
+    saved = _forward_tables(1, chunk)
     for enabled in (False, True):
         nz._LAUNCHES.enabled = enabled
         with torch.no_grad():
             us = 1e3 * triton.testing.do_bench(lambda: tb.rms_norm(x, w), warmup=25, rep=100, return_mode="median")
         print(f"tb.rms_norm looped, cached launcher {enabled}: {us:.1f} us", flush=True)
+    _restore_forward_tables(saved)
 
 
 def backward_stages(shapes):
@@ -267,6 +307,7 @@ def backward_stages(shapes):
     from trinix_bench.ops import normalization as nz
 
     original_launch, original_per_sm = nz._LAUNCHES.launch, dict(lc.BACKWARD_PROGRAMS_PER_SM)
+    original_looped = lc.LOOPED_BWD
     print("| op | shape | stages | warps | programs/SM | full us | % of copy |")
     print("|---|---|---|---|---|---|---|")
     for op in ("rms_norm", "layer_norm"):
@@ -280,15 +321,15 @@ def backward_stages(shapes):
                                 return kernel[grid](*args, **constexprs, num_warps=warps or num_warps, num_stages=stages)
                             return original_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
                         nz._LAUNCHES.launch = launch
-                        lc.BACKWARD_PROGRAMS_PER_SM = {False: per_sm, True: per_sm}
-                        lc.backward_launch.cache_clear()
+                        _set_programs_per_sm(per_sm)
                         ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
                         pct = 5 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100
                         print(f"| {op} | {rows}x{hidden} | {stages} | {warps or 'table'} | {per_sm} | {ms * 1e3:.1f} | {pct:.0f}% |",
                               flush=True)
             del step, leaves
             torch.cuda.empty_cache()
-    nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM = original_launch, original_per_sm
+    nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM, lc.LOOPED_BWD = original_launch, original_per_sm, original_looped
+    lc._backward_shape.cache_clear()
     lc.backward_launch.cache_clear()
 
 
@@ -520,11 +561,24 @@ FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add
 
 def _parse_backward_candidate(spec):
     """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]`` (TILES: "16384+2048";
-    separate: LayerNorm's two row sums by one tl.sum each) ->
-    (op, rows, hidden, label, BackwardLaunch) for a single-pass launch bypassing the tables."""
+    separate: LayerNorm's two row sums by one tl.sum each) for a single-pass launch, or
+    ``op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES`` for the looped kernel ->
+    (op, rows, hidden, label, BackwardLaunch) bypassing the tables."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     rows, hidden = (int(v) for v in shape.split("x"))
+    if launch.startswith("looped/"):
+        parts = launch.split("/")
+        if (op not in ("rms_norm", "layer_norm") or len(parts) != 5 or not parts[1].isdigit()
+                or [p[:1] for p in parts[2:]] != ["w", "p", "s"] or not all(p[1:].isdigit() for p in parts[2:])):
+            raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
+                             "op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
+        chunk, warps, per_sm, stages = int(parts[1]), *(int(p[1:]) for p in parts[2:])
+        sms = torch.cuda.get_device_properties(0).multi_processor_count
+        rows_per_program = -(-rows // min(rows, sms * per_sm))
+        cfg = lc.BackwardLaunch(chunk, 1, warps, True, -(-rows // rows_per_program), rows_per_program, stages,
+                                lc.DxOperands.HELD_FP32)
+        return op, rows, hidden, launch, cfg
     tiles, warps, stages, operands, *options = launch.split("/")
     unknown = set(options) - {"reload", "masked", "separate"}
     if op not in ("rms_norm", "layer_norm") or unknown or not warps.startswith("w") or not stages.startswith("s"):

@@ -38,10 +38,13 @@ def test_torch_path_large(op, dtype, param_dtype):
     check_op(op, inputs, grads, backend="torch")
 
 
-@pytest.mark.parametrize("hidden", [32768, 65536, 65537, 131072, 262144])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("hidden", [30000, 32768, 65536, 65537, 98304, 131072, 262144])
 @pytest.mark.parametrize("op", OPS)
-def test_wide_rows(op, hidden):
-    inputs, grads = make_inputs(op, 9, hidden, torch.bfloat16, DEVICE)
+def test_wide_rows(op, hidden, dtype):
+    # every looped chunk of the wide-row tables (WIDE_ROW_FWD, FUSED_LOOPED_FWD, LOOPED_BWD),
+    # masked (30000, 65537) and exact
+    inputs, grads = make_inputs(op, 9, hidden, dtype, DEVICE)
     check_op(op, inputs, grads)
 
 

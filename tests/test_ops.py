@@ -452,7 +452,45 @@ def test_rows_filling_up_to_seven_eighths_of_their_tile_loop_forward():
     assert chunks(14336, True) == (True, 8192, 8) and chunks(14336, False) == (True, 2048, 8)
     assert chunks(18432, True) == (True, 4096, 16) and chunks(18432, False) == (True, 2048, 8)
     assert chunks(28672, True) == (True, 4096, 16) and chunks(28672, False) == (True, 4096, 16)
-    assert not forward_launch(30000, True).looped and not forward_launch(16384, False).looped
+    assert not forward_launch(16384, True).looped and not forward_launch(16384, False).looped
+
+
+def test_rows_past_16384_columns_loop_forward_at_the_wide_row_chunks():
+    # run 75: every row past 16384 columns loops, whatever its fill; wider rows take wider chunks
+    # at more warps (fused add + RMSNorm from its own table)
+    from trinix_bench.ops.launch_config import forward_launch
+
+    def chunks(hidden, is_rms, has_residual=False):
+        cfg = forward_launch(hidden, is_rms, has_residual)
+        assert cfg.looped and cfg.block_m == 1
+        return cfg.block_n, cfg.num_warps
+
+    assert chunks(30000, True) == (16384, 16) and chunks(32768, True) == (16384, 16)
+    assert chunks(32769, True) == (32768, 32) and chunks(262144, True) == (32768, 32)
+    assert chunks(30000, False) == (4096, 16) and chunks(32768, False) == (4096, 16)
+    assert chunks(65536, False) == (8192, 16) and chunks(98304, False) == (16384, 32)
+    assert chunks(65536, True, True) == (8192, 16) and chunks(131072, True, True) == (16384, 32)
+    assert chunks(70000, False, True) == (16384, 32)  # LayerNorm with a residual follows LayerNorm
+    # a caller's max_single_pass caps the looped chunk too
+    assert forward_launch(100000, True, max_single_pass=4096).block_n == 4096
+
+
+def test_wide_rows_take_the_wide_looped_backward():
+    # run 75: from 32768 columns the looped backward takes 8192-column chunks at 32 warps, one
+    # program per SM; narrower looped rows keep 4096 at 8 warps, two per SM
+    from trinix_bench.ops.launch_config import backward_launch, multiprocessor_count
+
+    cpu = torch.device("cpu")
+    programs = multiprocessor_count(cpu)
+    narrow = backward_launch(4096, 28672, cpu, False, torch.bfloat16)
+    assert (narrow.looped, narrow.block_n, narrow.num_warps, narrow.programs_per_sm) == (True, 4096, 8, 2)
+    assert narrow.programs == 2 * programs
+    for is_rms in (True, False):
+        wide = backward_launch(4096, 32768, cpu, is_rms, torch.bfloat16)
+        assert (wide.looped, wide.block_n, wide.num_warps, wide.programs_per_sm) == (True, 8192, 32, 1)
+        assert wide.programs == programs and wide.rows_per_program * wide.programs >= 4096
+    single = backward_launch(4096, 8192, cpu, True, torch.bfloat16)
+    assert not single.looped and single.programs_per_sm == 1 and single.programs == programs
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import sys
 from typing import Optional
 
 import torch
@@ -68,6 +69,7 @@ class BackwardLaunch(_Cover):
     row_stages: int  # software-pipelining depth of the row loop (looped kernel: of its inner loops)
     dx_operands: DxOperands  # single pass: where dx takes x and dy from
     tail_n: tuple[int, int] = (0, 0)  # single pass: as ForwardLaunch.tail_n
+    programs_per_sm: int = 1  # the grid's limit: at most this many programs per SM
     keep_masks: bool = False  # masked even when the launch covers the problem exactly
     reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
     joint_sums: bool = True  # single pass, LayerNorm: a row's two sums reduced in one tl.reduce (RowLoop)
@@ -93,9 +95,11 @@ class RowLoop:
             raise ValueError(f"RowLoop.equal_tiles must be 1 or 2, got {self.equal_tiles!r}")
 
 
-# Widest row kept whole in registers, forward: 64K fp32 values over 32 warps is 64 registers a
-# thread, which ptxas keeps without spilling (the same single-pass limit Liger-Kernel uses).
-MAX_SINGLE_PASS_FWD = 65536
+# Widest row kept whole in registers, forward. Every wider row loops (WIDE_ROW_FWD): the single
+# pass lost to the looped kernel at every width measured past 16384 columns, by up to 2.5x at 65536
+# (forward_ab, run 75, us: RMSNorm 4096x28672 132.5 vs 127.0 (run 48), 4096x32768 146.7 vs 134.7,
+# 2048x65536 312.4 vs 149.6; LayerNorm 4096x32768 172.5 vs 155.2, 2048x65536 384.7 vs 175.5).
+MAX_SINGLE_PASS_FWD = 16384
 # Widest row the backward keeps whole in registers, by op. It holds x, dy, w and the dw sum per
 # column, LayerNorm also the db sum. At a 16384-column tile that only fits when x and dy are not
 # held in fp32 across the row reductions (BACKWARD_SINGLE_PASS below). scripts/tune_kernels.py
@@ -106,12 +110,24 @@ MAX_SINGLE_PASS_FWD = 65536
 # 64 KB fp32 tiles in shared memory, past the H200's 227 KB (OutOfResources, run 29).
 # (is_rms, 16-bit inputs) -> widest single-pass tile
 MAX_SINGLE_PASS_BWD = {(True, True): 16384, (True, False): 16384, (False, True): 16384, (False, False): 8192}
-# Chunk width and warps of the looped forward beyond MAX_SINGLE_PASS_FWD: 8K columns x 16 warps is
-# 16 values a thread per tensor. scripts/tune_kernels.py forward_looped, H200 2026-11-20: 8192 beat
-# 4096 and 2048 at 65537 and 131072 columns for both ops (e.g. LayerNorm 64x65537: 37.7 vs 72.2 us),
-# at 16 warps.
-LOOPED_BLOCK_N = 8192
-WIDE_ROW_FWD_WARPS = 16
+# Chunk width and warps of the looped forward past MAX_SINGLE_PASS_FWD: op (is_rms) -> ((largest
+# hidden, chunk, warps), ...). Wide rows want large chunks at many warps: each program then keeps
+# more of its row in flight, and fewer programs fit an SM, so fewer rows are read at once and pass 2
+# finds its row in L2 (a 2048x131072 bf16 row is 256 KB; the H200's L2 is 50 MB).
+# scripts/tune_kernels.py forward_ab, H200 (two alternating readings, us):
+# - RMSNorm: 4096 chunks at 16 warps up to 28672 (run 48: 16384x18432 292.2, 4096x28672 127.0;
+#   run 75: 127.0-127.5 vs 16384 at 16 warps 130.1-130.6); 16384 at 16 warps at 32768 (134.7 vs
+#   32768 at 32: 154.1); 32768 at 32 warps past it: 2048x65536 149.6-150.1 (16384 at 16: 153.6;
+#   8192 at 16: 192.9), 2048x98304 221.6 (8192 at 16: 299.1-299.7), 2048x131072 303.0 (397.3),
+#   1024x262144 368.9 (402.9).
+# - LayerNorm: 2048 chunks at 8 warps up to 18432 (run 48: 16384x18432 316.7); 4096 at 16 up to
+#   32768 (4096x28672 130.4; run 75: 4096x32768 155.2 vs 8192 at 32: 222.6, 2048 at 16: 189.8);
+#   8192 at 16 at 65536 (175.5 vs 16384 at 32: 187.2, 4096 at 16: 206.8); 16384 at 32 past it:
+#   2048x98304 264.4 vs 292.4 (8192 at 16), 2048x131072 359.1 vs 400.6, 1024x262144 399.5 vs 411.3.
+WIDE_ROW_FWD = {
+    True: ((28672, 4096, 16), (32768, 16384, 16), (sys.maxsize, 32768, 32)),
+    False: ((18432, 2048, 8), (32768, 4096, 16), (65536, 8192, 16), (sys.maxsize, 16384, 32)),
+}
 # A row that fills little of its power-of-two register tile leaves those registers idle and fewer
 # rows in flight per SM; the looped kernel then wins. forward_looped (2026-11-20), % of copy,
 # single-pass vs looped: RMSNorm 12288 (75% fill): 85 vs 93 (8192 chunks); 18432 (56%): 64 vs 87.
@@ -129,9 +145,10 @@ WIDE_ROW_FWD_WARPS = 16
 #   warps 346.9); 4096x28672 4096 at 16 warps 130.4 (single 162.9; 2048 at 8: 169.3). LayerNorm
 #   at 12288 takes split tiles (SPLIT_TILE_FWD, checked first).
 # op (is_rms) -> (loop when hidden / next_pow2(hidden) is at most this, ((largest hidden, chunk, warps), ...))
+# Past MAX_SINGLE_PASS_FWD every row loops (WIDE_ROW_FWD), whatever its fill.
 LOW_FILL_LOOPED_FWD = {
-    True: (0.875, ((12288, 4096, 16), (14336, 8192, 8), (MAX_SINGLE_PASS_FWD, 4096, 16))),
-    False: (0.875, ((18432, 2048, 8), (MAX_SINGLE_PASS_FWD, 4096, 16))),
+    True: (0.875, ((12288, 4096, 16), (MAX_SINGLE_PASS_FWD, 8192, 8))),
+    False: (0.875, ((MAX_SINGLE_PASS_FWD, 2048, 8),)),
 }
 # Below this width a row's tile is small enough that idle lanes cost little (5120 and 7168 were
 # within 1 point of each other single-pass vs looped for RMSNorm).
@@ -142,9 +159,12 @@ LOW_FILL_MIN_HIDDEN = 8192
 # 782.4, 131072x16384 3993.1 vs 4138.1, 16384x18432 574.3 vs 595.4 (8192 chunks, 16 warps).
 # Below 8192 columns it was not measured. Run 61 (forward_ab, two alternating readings): one
 # 8192 chunk at 16 warps beat 4096 chunks at 8 at 8192 columns, 4096x8192 67.9-68.3 vs 69.8-70.2
-# us, 16384x8192 251.6-252.1 vs 255.8-256.5 (98 -> 100% of copy). (largest hidden, chunk, warps)
+# us, 16384x8192 251.6-252.1 vs 255.8-256.5 (98 -> 100% of copy). Runs 74-75, wide rows: 8192 at
+# 16 warps up to 65536 (4096x32768 265.1-265.7 vs 16384 at 16: 296.4-297.3; 2048x65536 304.9 vs
+# 310.5), 16384 at 32 past it (2048x131072 609.9-610.2 vs 651.7-652.4; 16384 at 16: 677.0).
+# (largest hidden, chunk, warps)
 FUSED_LOOPED_MIN_HIDDEN = 8192
-FUSED_LOOPED_FWD = ((MAX_SINGLE_PASS_FWD, 8192, 16),)
+FUSED_LOOPED_FWD = ((65536, 8192, 16), (sys.maxsize, 16384, 32))
 # Unfused RMSNorm reads a row of 8192 twice, as the looped kernel on one chunk (statistics, then the
 # row again from L2 for y, evict_last / evict_first), instead of holding it in registers through
 # the reduction; torch.compile's kernel for these rows (run 59: 129.1 vs our 133.8 us at XL)
@@ -262,6 +282,19 @@ MAX_ROWS_PER_PROGRAM = 64
 # resident program per SM (RMSNorm 16384x8192: 80 / 78 / 76; LayerNorm: 73 / 70 / 67), the looped
 # kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
 BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
+# The looped backward by row width: ((largest hidden, chunk, warps, programs per SM), ...). Rows of
+# 32768 columns and more take 8192-column chunks at 32 warps, one program per SM: fewer rows in
+# flight, so pass B finds more of x and dy in L2. backward_ab, run 75, fwd+bwd us (two readings,
+# against 4096 at 8 warps, two per SM): RMSNorm 4096x32768 499.0 vs 514.6-515.0, 2048x65536 567.8-
+# 567.9 vs 603.8-604.0, 2048x131072 1088.4-1088.9 vs 1146.4-1148.5; LayerNorm 4096x32768 548.2 vs
+# 571.3-572.0, 2048x65536 686.7-686.9 vs 729.9-730.0, 2048x131072 1139.8-1140.0 vs 1234.8-1236.0.
+# 8192 at 16 warps one per SM came second (505.6, 576.0, 1108.8; 553.8, 697.0, 1168.3); one
+# program per SM at 4096 chunks lost (e.g. 619.8). LayerNorm 4096x28672 kept the first row:
+# 489.3-489.8 vs 501.5-501.7 (8192 at 16, one per SM).
+LOOPED_BWD = (
+    (28672, LOOPED_BLOCK_N_BWD, 8, BACKWARD_PROGRAMS_PER_SM[True]),
+    (sys.maxsize, 8192, 32, 1),
+)
 
 # The single-pass backward's row loop by op and tile width: (largest block_n, row-loop stages,
 # where dx takes x and dy from). Stages software-pipeline the loop (tl.range num_stages: the next
@@ -383,14 +416,16 @@ def _rows_per_program(block_n: int) -> int:
 def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
                    max_single_pass: Optional[int] = None) -> ForwardLaunch:
     """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes.
-    ``has_residual``: the fused add variant."""
+    ``has_residual``: the fused add variant. ``max_single_pass``: the widest register tile any
+    launch may hold (single-pass tile or looped chunk); default: the tables' own."""
+    widest_chunk = sys.maxsize if max_single_pass is None else max_single_pass
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
-    if hidden > max_single_pass:
-        block_n = min(LOOPED_BLOCK_N, max_single_pass)
-        return ForwardLaunch(block_n=block_n, block_m=1, num_warps=WIDE_ROW_FWD_WARPS, looped=True)
     if is_rms and has_residual and hidden >= FUSED_LOOPED_MIN_HIDDEN:
         _, chunk, warps = _row_for(hidden, FUSED_LOOPED_FWD)
-        return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
+        return ForwardLaunch(block_n=min(chunk, widest_chunk), block_m=1, num_warps=warps, looped=True)
+    if hidden > max_single_pass:
+        _, chunk, warps = _row_for(hidden, WIDE_ROW_FWD[is_rms])
+        return ForwardLaunch(block_n=min(chunk, widest_chunk), block_m=1, num_warps=warps, looped=True)
     if is_rms and not has_residual:
         for smallest, largest, chunk, warps in RMS_READ_TWICE_FWD:
             if smallest <= hidden <= largest:
@@ -418,8 +453,9 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
         _, _, warps, loop = split
         return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop)
     if hidden > MAX_SINGLE_PASS_BWD[is_rms, sixteen_bit] or force_looped:
-        return BackwardLaunch(LOOPED_BLOCK_N_BWD, 1, _warps_for(LOOPED_BLOCK_N_BWD, BACKWARD_WARPS_BY_BLOCK_N), True,
-                              0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32)
+        _, chunk, warps, per_sm = _row_for(hidden, LOOPED_BWD)
+        return BackwardLaunch(chunk, 1, warps, True, 0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32,
+                              programs_per_sm=per_sm)
     block_n = _next_power_of_2(hidden)
     row_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
     _, loop = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms, row_dtype])
@@ -432,8 +468,8 @@ def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> Back
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
-                          tiles[1:], keep_masks=loop.keep_masks, reload_weight=loop.reload_weight,
-                          joint_sums=loop.joint_sums)
+                          tiles[1:], programs_per_sm=BACKWARD_PROGRAMS_PER_SM[False], keep_masks=loop.keep_masks,
+                          reload_weight=loop.reload_weight, joint_sums=loop.joint_sums)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -445,7 +481,7 @@ def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, 
     sees a handful of (rows, hidden) shapes, and building the launch cost ~3 us of host time a
     backward on the H200 (run 36, scripts/tune_kernels.py host_training)."""
     shape = _backward_shape(hidden, is_rms, dtype, force_looped)
-    max_programs = multiprocessor_count(device) * BACKWARD_PROGRAMS_PER_SM[shape.looped]
+    max_programs = multiprocessor_count(device) * shape.programs_per_sm
     row_blocks = -(-rows // shape.block_m)
     programs = max(1, min(max_programs, row_blocks))
     # Strips are whole multiples of block_m so that no program has a ragged block in its middle.

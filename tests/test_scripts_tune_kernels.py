@@ -1,0 +1,44 @@
+"""scripts/tune_kernels.py: the launches its A/B candidate specs name (timing them needs the GPU)."""
+
+import pytest
+import torch
+from helpers import load_script
+
+
+@pytest.fixture(scope="module")
+def tune_kernels():
+    return load_script("tune_kernels")
+
+
+@pytest.fixture
+def sms(monkeypatch):
+    """A stand-in device of 132 SMs for the grid arithmetic."""
+    class Properties:
+        multi_processor_count = 132
+
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *_: Properties())
+    return Properties.multi_processor_count
+
+
+def test_a_looped_backward_candidate_names_chunk_warps_grid_and_stages(tune_kernels, sms):
+    from trinix_bench.ops import launch_config as lc
+
+    op, rows, hidden, label, cfg = tune_kernels._parse_backward_candidate("layer_norm@2048x65536=looped/8192/w32/p1/s2")
+    assert (op, rows, hidden, label) == ("layer_norm", 2048, 65536, "looped/8192/w32/p1/s2")
+    assert cfg.looped and (cfg.block_n, cfg.block_m, cfg.num_warps, cfg.row_stages) == (8192, 1, 32, 2)
+    assert cfg.dx_operands == lc.DxOperands.HELD_FP32
+    # 2048 rows over at most 132 programs: strips of 16 rows, 128 programs
+    assert (cfg.programs, cfg.rows_per_program) == (128, 16)
+    *_, two_per_sm = tune_kernels._parse_backward_candidate("rms_norm@4096x32768=looped/4096/w8/p2/s1")
+    assert (two_per_sm.programs, two_per_sm.rows_per_program) == (256, 16)  # ceil(4096 / 264) rows each
+    *_, few_rows = tune_kernels._parse_backward_candidate("rms_norm@5x32768=looped/4096/w8/p2/s1")
+    assert (few_rows.programs, few_rows.rows_per_program) == (5, 1)
+
+
+@pytest.mark.parametrize("spec", ["rms_norm@64x65536=looped/8192/w32/p1",  # no stages
+                                  "rms_norm@64x65536=looped/8192/w32/s1/p1",  # out of order
+                                  "rms_norm@64x65536=looped/wide/w32/p1/s1",
+                                  "fused_add_rms_norm@64x65536=looped/8192/w32/p1/s1"])
+def test_a_malformed_looped_candidate_names_the_expected_form(tune_kernels, sms, spec):
+    with pytest.raises(SystemExit, match="looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES"):
+        tune_kernels._parse_backward_candidate(spec)
