@@ -96,7 +96,7 @@ class RowLoop:
 
 
 # Widest row kept whole in registers, forward. Every wider row loops (WIDE_ROW_FWD): the single
-# pass lost to the looped kernel at every width measured past 16384 columns, by up to 2.5x at 65536
+# pass lost to the looped kernel at every width measured past 16384 columns, by up to 2.2x at 65536
 # (forward_ab, run 75, us: RMSNorm 4096x28672 132.5 vs 127.0 (run 48), 4096x32768 146.7 vs 134.7,
 # 2048x65536 312.4 vs 149.6; LayerNorm 4096x32768 172.5 vs 155.2, 2048x65536 384.7 vs 175.5).
 MAX_SINGLE_PASS_FWD = 16384
