@@ -103,18 +103,24 @@ BACKWARD_VARIANTS = {
 _LOOPED_BWD_TABLE = lc.LOOPED_BWD
 
 
+def _use_backward_grid(per_sm, looped_rows):
+    """Set the single-pass programs per SM (``per_sm[False]``) and the looped backward's rows, and
+    drop the cached launches built from the old ones."""
+    lc.BACKWARD_PROGRAMS_PER_SM, lc.LOOPED_BWD = per_sm, looped_rows
+    lc._backward_shape.cache_clear()
+    lc.backward_launch.cache_clear()
+
+
 def _set_programs_per_sm(per_sm, looped_chunk=None):
     """Programs per SM for both backward kernels; with ``looped_chunk``, every looped launch at that
     chunk (warps from lc.BACKWARD_WARPS_BY_BLOCK_N) instead of lc.LOOPED_BWD's rows."""
     per_sm = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
-    lc.BACKWARD_PROGRAMS_PER_SM = per_sm
     if looped_chunk is None:
-        lc.LOOPED_BWD = tuple((*row[:3], per_sm[True]) for row in _LOOPED_BWD_TABLE)
+        looped_rows = tuple((*row[:3], per_sm[True]) for row in _LOOPED_BWD_TABLE)
     else:
         warps = lc._warps_for(looped_chunk, lc.BACKWARD_WARPS_BY_BLOCK_N)
-        lc.LOOPED_BWD = ((sys.maxsize, looped_chunk, warps, per_sm[True]),)
-    lc._backward_shape.cache_clear()
-    lc.backward_launch.cache_clear()
+        looped_rows = ((sys.maxsize, looped_chunk, warps, per_sm[True]),)
+    _use_backward_grid(per_sm, looped_rows)
 
 
 def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
@@ -122,10 +128,7 @@ def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
                               (False, True): max_single_ln, (False, False): max_single_ln}
     lc.BACKWARD_WARPS_BY_BLOCK_N = warps
     if chunk is None:  # "chosen": the tables' own looped rows and programs per SM
-        lc.BACKWARD_PROGRAMS_PER_SM = per_sm
-        lc.LOOPED_BWD = _LOOPED_BWD_TABLE
-        lc._backward_shape.cache_clear()
-        lc.backward_launch.cache_clear()
+        _use_backward_grid(per_sm, _LOOPED_BWD_TABLE)
     else:
         _set_programs_per_sm(per_sm, chunk)
 
@@ -328,9 +331,8 @@ def backward_stages(shapes):
                               flush=True)
             del step, leaves
             torch.cuda.empty_cache()
-    nz._LAUNCHES.launch, lc.BACKWARD_PROGRAMS_PER_SM, lc.LOOPED_BWD = original_launch, original_per_sm, original_looped
-    lc._backward_shape.cache_clear()
-    lc.backward_launch.cache_clear()
+    nz._LAUNCHES.launch = original_launch
+    _use_backward_grid(original_per_sm, original_looped)
 
 
 def _warm_up(fn, leaves=None, seconds=0.3):
