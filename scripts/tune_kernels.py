@@ -594,17 +594,17 @@ def _parse_backward_candidate(spec):
     return op, rows, hidden, launch, cfg
 
 
-def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher, labelled):
+def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher, labelled, rounds=2):
     """Time ``call`` under each (label, launch) of ``labelled`` (None: the table's) in place of
-    ``normalization.<launcher>``, alternating, two readings each after one warm-up; print a row
-    for each launch."""
+    ``normalization.<launcher>``, alternating, ``rounds`` readings each after one warm-up; print a
+    row for each launch."""
     from trinix_bench.ops import normalization as nz
 
     table = getattr(nz, launcher)
     readings = [[] for _ in labelled]
     with grad_mode():
         _warm_up(call, leaves)
-        for _ in range(2):
+        for _ in range(rounds):
             for i, (_, cfg) in enumerate(labelled):
                 if cfg is not None:
                     setattr(nz, launcher, lambda *_, _cfg=cfg, **__: _cfg)
@@ -617,7 +617,7 @@ def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher,
         print(f"| {op} | {rows}x{hidden} | {label} | {'), '.join(values)}) |", flush=True)
 
 
-def backward_ab(candidates, dtype=torch.bfloat16):
+def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
     """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
     alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
     launches whose single readings differ by a few percent. % of copy counts 2-byte elements. A
@@ -643,39 +643,66 @@ def backward_ab(candidates, dtype=torch.bfloat16):
                  f"{'/masked' if base.masked(rows, hidden) else ''}"
                  f"{'' if getattr(base, 'joint_sums', True) else '/separate'}")
         _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, 5 * rows * hidden * 2, "backward_launch",
-                   [(label, None)] + launches)
+                   [(label, None)] + launches, rounds)
         del step, leaves
         torch.cuda.empty_cache()
 
 
-def forward_ab(candidates):
+@dataclasses.dataclass(frozen=True)
+class _MaskedForwardLaunch(lc.ForwardLaunch):
+    """A forward launch that keeps its masks where it covers the problem exactly (``/masked``)."""
+
+    keep_masks = True
+
+
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS or "
+                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/masked][/mROWS]")
+
+
+def _parse_forward_candidate(spec):
+    """``op@ROWSxHIDDEN=looped/CHUNK/wWARPS`` or ``op@ROWSxHIDDEN=single/TILES/wWARPS`` (TILES:
+    "4096+1024"), a single pass optionally with ``/early`` (w and b read with x), ``/masked`` (masks
+    kept where the launch covers the problem) and ``/mROWS`` (rows a program; default the table's
+    rule) -> (op, rows, hidden, label, ForwardLaunch)."""
+    head, _, launch = spec.partition("=")
+    op, _, shape = head.partition("@")
+    kind, tiles, warps, *options = launch.split("/") + [""] * max(0, 3 - len(launch.split("/")))
+    rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
+    unknown = set(options) - {"early", "masked", *rows_options}
+    if (op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w")
+            or not warps[1:].isdigit() or unknown or (kind == "looped" and options) or len(rows_options) > 1
+            or not all(t.isdigit() for t in tiles.split("+"))):
+        raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
+    rows, hidden = (int(v) for v in shape.split("x"))
+    widths = [int(t) for t in tiles.split("+")] + [0, 0]
+    block_m = 1 if kind == "looped" else lc._rows_per_program(widths[0])
+    if rows_options:
+        block_m = int(rows_options[0][1:])
+    launch_class = _MaskedForwardLaunch if "masked" in options else lc.ForwardLaunch
+    cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
+                       early_affine="early" in options)
+    return op, rows, hidden, launch, cfg
+
+
+def forward_ab(candidates, rounds=2):
     """The forward under the table's launch and under each candidate of the same shape, alternating
-    as backward_ab does (bf16). A candidate: ``op@ROWSxHIDDEN=looped/CHUNK/wWARPS`` or
-    ``op@ROWSxHIDDEN=single/TILES/wWARPS`` (TILES: "4096+1024")."""
+    as backward_ab does (bf16); candidates as _parse_forward_candidate reads them."""
     from trinix_bench.ops import normalization as nz
 
     by_shape = {}
     for spec in candidates:
-        head, _, launch = spec.partition("=")
-        op, _, shape = head.partition("@")
-        kind, tiles, warps = (launch.split("/") + ["", "", ""])[:3]
-        if op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w"):
-            raise SystemExit(f"--candidates: cannot read {spec!r}; expected op@ROWSxHIDDEN=looped/CHUNK/wWARPS "
-                             "or op@ROWSxHIDDEN=single/TILES/wWARPS")
-        rows, hidden = (int(v) for v in shape.split("x"))
-        widths = [int(t) for t in tiles.split("+")] + [0, 0]
-        block_m = 1 if kind == "looped" else lc._rows_per_program(widths[0])
-        cfg = lc.ForwardLaunch(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]))
-        by_shape.setdefault((op, rows, hidden), []).append((launch, cfg))
+        op, rows, hidden, label, cfg = _parse_forward_candidate(spec)
+        by_shape.setdefault((op, rows, hidden), []).append((label, cfg))
     print("| op | shape | launch | readings us (% of copy) |")
     print("|---|---|---|---|")
     for (op, rows, hidden), launches in by_shape.items():
         is_rms, passes = FORWARD_SWEEP_OPS[op]
         base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
-        label = f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}/w{base.num_warps}"
+        label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
+                 f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
-                   [(label, None)] + launches)
+                   [(label, None)] + launches, rounds)
         del call
         torch.cuda.empty_cache()
 
@@ -978,7 +1005,9 @@ def main():
     parser.add_argument("--candidates", default="",
                         help="backward_ab: comma-separated op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]"
                              "[/separate]]; "
-                             "forward_ab: op@ROWSxHIDDEN=looped/CHUNK/wWARPS or single/TILES/wWARPS")
+                             "forward_ab: " + FORWARD_CANDIDATE_FORM)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="backward_ab / forward_ab: alternating readings of each launch")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
@@ -987,10 +1016,10 @@ def main():
     if args.probe == "inductor":
         return inductor_code(args.out_dir)
     if args.probe == "backward_ab":
-        backward_ab(args.candidates.split(","), getattr(torch, args.dtype))
+        backward_ab(args.candidates.split(","), getattr(torch, args.dtype), args.rounds)
         return kernel_resources() if args.then_resources else None
     if args.probe == "forward_ab":
-        forward_ab(args.candidates.split(","))
+        forward_ab(args.candidates.split(","), args.rounds)
         return kernel_resources() if args.then_resources else None
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:

@@ -185,7 +185,7 @@ def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
     cfg_small = launch_config.forward_launch(2500, False, max_single_pass=512)
     assert cfg_small.looped and cfg_small.block_n == 512
     original = normalization.forward_launch
-    normalization.forward_launch = lambda hidden, is_rms, has_residual: cfg_small
+    normalization.forward_launch = lambda *_, **__: cfg_small
     try:
         y, _, mean, rstd = normalization.launch_forward(x, None, w, None, 1e-5, 0.0, False, True)
     finally:
@@ -710,6 +710,28 @@ def test_backward_row_sums_joint_or_separate(op, tiles, rows, hidden, joint_sums
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, joint_sums]  # the forward has no such flag
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("affine", ["weight_and_bias", "none", "offset"])
+@pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448), ((32, 8, 0), 9, 40)])
+@pytest.mark.parametrize("op", OPS)
+def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, monkeypatch):
+    # The single-pass forward with w' and b read beside x, before the reductions (early_affine):
+    # one masked tile, three tiles covering the row, two tiles with several rows a program; with
+    # weight and bias, with neither, and with Gemma's offset (RMSNorm ops).
+    from trinix_bench.ops import launch_config
+
+    if affine == "offset" and "rms" not in op:
+        pytest.skip("the weight offset is RMSNorm's")
+    fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:],
+                                      early_affine=True)
+    _force_launches(monkeypatch, fwd, "HELD_FP32")
+    flags = _recorded_flags(monkeypatch, "EARLY_AFFINE")
+    with_params = affine != "none"
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu", weight=with_params, bias=with_params)
+    check_op(op, inputs, grads, **({"offset": 1.0} if affine == "offset" else {}))
+    assert flags == [True, None]  # the backward has no such flag
 
 
 def test_exact_cover_says_when_the_kernel_needs_no_masks():

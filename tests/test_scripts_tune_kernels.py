@@ -42,3 +42,27 @@ def test_a_looped_backward_candidate_names_chunk_warps_grid_and_stages(tune_kern
 def test_a_malformed_looped_candidate_names_the_expected_form(tune_kernels, sms, spec):
     with pytest.raises(SystemExit, match="looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES"):
         tune_kernels._parse_backward_candidate(spec)
+
+
+def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
+    op, rows, hidden, label, cfg = tune_kernels._parse_forward_candidate("layer_norm@32x4096=single/4096/w8/early")
+    assert (op, rows, hidden, label) == ("layer_norm", 32, 4096, "single/4096/w8/early")
+    assert (cfg.block_n, cfg.block_m, cfg.num_warps, cfg.looped, cfg.tail_n) == (4096, 1, 8, False, (0, 0))
+    assert cfg.early_affine and not cfg.masked(32, 4096)  # 4096 columns a row, one row a program: exact
+    *_, split = tune_kernels._parse_forward_candidate("rms_norm@8192x5120=single/4096+1024/w4")
+    assert (split.block_n, split.tail_n, split.num_warps, split.early_affine) == (4096, (1024, 0), 4, False)
+    *_, masked = tune_kernels._parse_forward_candidate("rms_norm@2048x4096=single/4096/w8/masked/m2")
+    assert masked.block_m == 2 and masked.masked(2048, 4096) and masked.exact_cover(2048, 4096)
+    *_, looped = tune_kernels._parse_forward_candidate("fused_add_rms_norm@4096x8192=looped/8192/w16")
+    assert looped.looped and (looped.block_n, looped.block_m, looped.num_warps) == (8192, 1, 16)
+
+
+@pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option
+                                  "rms_norm@1x4096=looped/4096/w8/early",  # options are the single pass's
+                                  "rms_norm@1x4096=single/4096",  # no warps
+                                  "rms_norm@1x4096=single/4096/w8/m2/m4",
+                                  "rms_norm@1x4096=single/wide/w8",
+                                  "add_rms@1x4096=single/4096/w8"])
+def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spec):
+    with pytest.raises(SystemExit, match=r"single/TILES/wWARPS\[/early\]"):
+        tune_kernels._parse_forward_candidate(spec)

@@ -54,6 +54,8 @@ class ForwardLaunch(_Cover):
     # Single pass: widths of a second and a third register tile after the first block_n columns
     # (0: none), so a row of 12288 is held as 8192 + 4096 instead of a 16384-wide tile (split_tiles).
     tail_n: tuple[int, int] = (0, 0)
+    # Single pass: read w and b with x, before the row's reductions, instead of after them.
+    early_affine: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

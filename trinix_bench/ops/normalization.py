@@ -105,24 +105,62 @@ def _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr,
 
 
 @triton.jit
-def _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr):
-    y = xhat * _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
+def _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+            MASKED: tl.constexpr):
+    """(w', b) for y = xhat * w' + b: w' as _scale gives it, b as a [1, BLOCK_N] fp32 row or 0."""
+    scale = _scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED)
     if HAS_BIAS:
-        y += _load(b_ptr + cols, col_mask, MASKED, "").to(tl.float32)[None, :]
+        return scale, _load(b_ptr + cols, col_mask, MASKED, "").to(tl.float32)[None, :]
+    else:
+        return scale, 0.0
+
+
+@triton.jit
+def _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS: tl.constexpr,
+                  MASKED: tl.constexpr):
+    """y = xhat * w' (+ b), stored in y's dtype."""
+    y = xhat * scale
+    if HAS_BIAS:
+        y += shift
     _store(y_ptr + rows64[:, None] * y_stride + cols[None, :], y.to(y_ptr.dtype.element_ty), mask, MASKED)
 
 
 @triton.jit
-def _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, row_mask, n_cols,
-               START: tl.constexpr, WIDTH: tl.constexpr, HAS_RESIDUAL: tl.constexpr, MASKED: tl.constexpr):
-    """Columns [START, START + WIDTH) of the rows as fp32; returns (x, cols, col_mask, mask)."""
+def _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
+                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr):
+    """y = xhat * w' + b with w' and b read here, after the row's reductions."""
+    scale, shift = _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT, HAS_BIAS, MASKED)
+    _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED)
+
+
+@triton.jit
+def _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64,
+               row_mask, n_cols, START: tl.constexpr, WIDTH: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+               HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr):
+    """Columns [START, START + WIDTH) of the rows as fp32; returns (x, cols, col_mask, mask, w', b).
+    With EARLY_AFFINE w' and b are read here, beside x, so their memory latency overlaps x's instead
+    of following the reductions; otherwise they are placeholders and _store_tile reads them."""
     cols = START + tl.arange(0, WIDTH)
     col_mask = cols < n_cols
     mask = row_mask[:, None] & col_mask[None, :]
     x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
                    HAS_RESIDUAL, "", MASKED)
-    return x, cols, col_mask, mask
+    if EARLY_AFFINE:
+        scale, shift = _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT, HAS_BIAS, MASKED)
+    else:
+        scale, shift = 0.0, 0.0
+    return x, cols, col_mask, mask, scale, shift
+
+
+@triton.jit
+def _store_tile(y_ptr, y_stride, xhat, scale, shift, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
+                HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr):
+    """y of one tile, with w' and b as _load_tile read them (EARLY_AFFINE) or read now."""
+    if EARLY_AFFINE:
+        _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED)
+    else:
+        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
+                      HAS_WEIGHT, HAS_BIAS, MASKED)
 
 
 @triton.jit
@@ -143,27 +181,29 @@ def _norm_fwd_kernel(
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
+    BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr,
 ):
     """Single pass: each program normalizes BLOCK_M whole rows held in registers.
 
     A row is held as up to three power-of-two tiles side by side, BLOCK_N columns then BLOCK_N_2
     then BLOCK_N_3 (0: no such tile), so a width such as 12288 = 8192 + 4096 is held without the
     idle lanes of a 16384-column tile. MASKED is False when the tiles cover the columns and the
-    grid the rows exactly (ForwardLaunch.exact_cover)."""
+    grid the rows exactly (ForwardLaunch.exact_cover). EARLY_AFFINE reads w and b with x instead of
+    after the reductions (ForwardLaunch.early_affine)."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < n_rows
     rows64 = rows.to(tl.int64)
-    x, cols, col_mask, mask = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
-                                         rows64, row_mask, n_cols, 0, BLOCK_N, HAS_RESIDUAL, MASKED)
+    x, cols, col_mask, mask, scale, shift = _load_tile(
+        x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
+        n_cols, 0, BLOCK_N, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if BLOCK_N_2 > 0:
-        x2, cols2, col_mask2, mask2 = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
-                                                 rows64, row_mask, n_cols, BLOCK_N, BLOCK_N_2, HAS_RESIDUAL,
-                                                 MASKED)
+        x2, cols2, col_mask2, mask2, scale2, shift2 = _load_tile(
+            x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
+            n_cols, BLOCK_N, BLOCK_N_2, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if BLOCK_N_3 > 0:
-        x3, cols3, col_mask3, mask3 = _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride,
-                                                 rows64, row_mask, n_cols, BLOCK_N + BLOCK_N_2, BLOCK_N_3,
-                                                 HAS_RESIDUAL, MASKED)
+        x3, cols3, col_mask3, mask3, scale3, shift3 = _load_tile(
+            x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
+            n_cols, BLOCK_N + BLOCK_N_2, BLOCK_N_3, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     mean = tl.zeros([BLOCK_M], tl.float32)
     if not IS_RMS:
         row_sum = tl.sum(x, axis=1)
@@ -181,14 +221,14 @@ def _norm_fwd_kernel(
         centred3 = _centred(x3, mask3, mean, IS_RMS, MASKED)
         square_sum += tl.sum(centred3 * centred3, axis=1)
     rstd = tl.math.rsqrt(square_sum / n_cols + eps)
-    _store_output(y_ptr, y_stride, centred * rstd[:, None], w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                  HAS_WEIGHT, HAS_BIAS, MASKED)
+    _store_tile(y_ptr, y_stride, centred * rstd[:, None], scale, shift, w_ptr, b_ptr, rows64, cols, col_mask, mask,
+                offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if BLOCK_N_2 > 0:
-        _store_output(y_ptr, y_stride, centred2 * rstd[:, None], w_ptr, b_ptr, rows64, cols2, col_mask2, mask2,
-                      offset, HAS_WEIGHT, HAS_BIAS, MASKED)
+        _store_tile(y_ptr, y_stride, centred2 * rstd[:, None], scale2, shift2, w_ptr, b_ptr, rows64, cols2,
+                    col_mask2, mask2, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if BLOCK_N_3 > 0:
-        _store_output(y_ptr, y_stride, centred3 * rstd[:, None], w_ptr, b_ptr, rows64, cols3, col_mask3, mask3,
-                      offset, HAS_WEIGHT, HAS_BIAS, MASKED)
+        _store_tile(y_ptr, y_stride, centred3 * rstd[:, None], scale3, shift3, w_ptr, b_ptr, rows64, cols3,
+                    col_mask3, mask3, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
@@ -714,6 +754,7 @@ def launch_forward(
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
         flags["BLOCK_N_2"], flags["BLOCK_N_3"] = cfg.tail_n
+        flags["EARLY_AFFINE"] = cfg.early_affine
         grid = (-(-n_rows // cfg.block_m),)  # ceil; triton.cdiv is a slow constexpr function in newer Triton
         _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     return y, res_out, mean, rstd
