@@ -697,7 +697,11 @@ def forward_ab(candidates, rounds=2):
     print("|---|---|---|---|")
     for (op, rows, hidden), launches in by_shape.items():
         is_rms, passes = FORWARD_SWEEP_OPS[op]
-        base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
+        if hasattr(lc, "early_affine_rows"):  # the table's launch for this row count (older packages: by width)
+            base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm",
+                                     few_rows=rows <= lc.early_affine_rows(hidden))
+        else:
+            base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
         label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
                  f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}")
         call = _forward_call(op, rows, hidden)

@@ -21,7 +21,7 @@ def _reset_grads(inputs):
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("rows, hidden", [(4096, 8192), (2048, 4096), (1, 4096), (32, 4096), (513, 5120), (257, 12288),
                                           (300, 7168), (129, 14336), (1000, 16384), (200, 15000), (67, 18432),
-                                          (33, 28672)])
+                                          (33, 28672), (1, 8192), (32, 16384), (200, 2048), (17, 7168), (5, 12288)])
 @pytest.mark.parametrize("op", OPS)
 def test_large_shapes(op, rows, hidden, dtype):
     inputs, grads = make_inputs(op, rows, hidden, dtype, DEVICE)

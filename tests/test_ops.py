@@ -5,6 +5,8 @@ PyTorch path. Shapes cover odd hidden sizes (1, 3, 127, 4097, 70000 — the last
 two-pass kernels), 0/1/7 rows, N-d and strided inputs.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -217,6 +219,49 @@ def test_fused_add_rms_norm_loops_from_8192_columns():
     for op in ("fused_add_rms_norm", "rms_norm"):
         inputs, grads = make_inputs(op, 3, 8192, torch.float32, "cpu")
         check_op(op, inputs, grads)
+
+
+def test_few_rows_read_w_and_b_with_x():
+    # runs 78-80: up to 32 rows of 2048-16384 columns, unfused ops read w and b beside x, and
+    # RMSNorm at 8192 holds its row instead of reading it twice; fused ops, narrower and looped
+    # rows keep their launches
+    from trinix_bench.ops.launch_config import early_affine_rows, forward_launch
+
+    assert [early_affine_rows(h) for h in (2047, 2048, 4096, 8192, 16384, 16385)] == [0, 32, 32, 32, 32, 0]
+    for hidden in (2048, 4096, 5120, 8192, 16384):
+        for is_rms in (True, False):
+            many, few = forward_launch(hidden, is_rms), forward_launch(hidden, is_rms, few_rows=True)
+            assert few.early_affine and not few.looped and not many.early_affine
+            if not (is_rms and hidden == 8192):
+                assert dataclasses.replace(few, early_affine=False) == many
+    assert forward_launch(8192, True).looped
+    held = forward_launch(8192, True, few_rows=True)
+    assert (held.block_n, held.num_warps) == (8192, 16)
+    assert not forward_launch(4096, True, True, few_rows=True).early_affine  # fused add keeps its launch
+    assert not forward_launch(4096, False, True, few_rows=True).early_affine
+    assert forward_launch(12288, True, few_rows=True) == forward_launch(12288, True)  # low fill: still looped
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_calls_with_few_rows_launch_the_early_read(op, monkeypatch):
+    # The row count picks the launch per call: the limits shrunk to interpreter sizes (at most 4
+    # rows of 16 columns or more) and the flag each call's forward launched with, checked against
+    # float64.
+    from trinix_bench.ops import launch_config
+
+    monkeypatch.setattr(launch_config, "EARLY_AFFINE_MAX_ROWS", 4)
+    monkeypatch.setattr(launch_config, "EARLY_AFFINE_MIN_HIDDEN", 16)
+    launch_config.forward_launch.cache_clear()
+    try:
+        flags = _recorded_flags(monkeypatch, "EARLY_AFFINE")
+        for rows, hidden in ((4, 40), (5, 40), (3, 15)):
+            inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
+            check_op(op, inputs, grads)
+    finally:
+        launch_config.forward_launch.cache_clear()
+    fused = op.startswith("fused")
+    # forward then backward per call; 15 columns are narrower than the table's narrowest width
+    assert flags == [not fused, None, False, None, False, None]
 
 
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 12000), ("fused_add_rms_norm", 12000),

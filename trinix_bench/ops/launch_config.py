@@ -175,6 +175,30 @@ FUSED_LOOPED_FWD = ((65536, 8192, 16), (sys.maxsize, 16384, 32))
 # (36.6-37.5 for both). LayerNorm's looped kernel lost there (run 60: 189.3 vs 134.0 at XL).
 # Widths between 4096 and 8192 were not measured. (smallest hidden, largest hidden, chunk, warps)
 RMS_READ_TWICE_FWD = ((8192, 8192, 8192, 16),)
+# Few rows (decode): the grid is a fraction of one wave, so a call lasts about as long as one
+# program's chain of memory latencies, and reading w and b beside x, before the reductions, takes
+# one DRAM round trip out of it (ForwardLaunch.early_affine). RMSNorm at 8192 columns then holds
+# its row instead of reading it twice. With many rows the early read costs occupancy instead.
+# scripts/tune_kernels.py forward_ab, H200, five alternating readings each, medians, us (CUDA
+# events tick in ~0.5 us steps at these lengths, so single readings jump by 0.5 us):
+# - 1 and 32 rows, the launch before -> early (runs 78-80): RMSNorm 1x4096 4.8 -> 4.5 and 5.5 ->
+#   5.2, 32x4096 5.4 -> 4.7 and 5.6 -> 5.3, 1x8192 5.0 -> 4.6 and 5.1 -> 4.9 (the looped read-twice
+#   launch -> the single pass at 16 warps), 32x8192 5.6 -> 4.6 and 6.1 -> 5.7, 32x2048 5.3 -> 4.6,
+#   1x16384 6.4 -> 5.9, 32x16384 6.9 -> 5.9, 1x5120 6.5 -> 5.5, 32x5120 7.1 -> 5.4, 1x7168 5.4 ->
+#   4.8; LayerNorm 1x4096 5.1 -> 4.7 and 5.2 -> 5.3, 32x4096 5.7 -> 5.5 and 5.8 -> 5.7, 1x8192 6.8 ->
+#   5.6 and 6.9 -> 5.7, 32x8192 6.8 -> 6.0 and 6.8 -> 6.0, 1x2048 5.0 -> 4.6 and 5.1 -> 4.7, 32x2048
+#   5.6 -> 5.4, 1x16384 7.0 -> 6.5, 32x16384 6.9 -> 6.6, 1x5120 6.9 -> 5.2, 32x5120 7.6 -> 6.2,
+#   1x7168 8.4 -> 5.8, 32x7168 8.4 -> 6.7, 1x12288 7.3 -> 5.9, 32x12288 8.1 -> 6.3. Ties or losses
+#   within one event tick: RMSNorm 1x2048 4.6 -> 5.0 and 4.8 -> 5.1, 32x7168 6.0 -> 6.1.
+# - 64-256 rows were mixed across runs: 256x4096 RMSNorm 6.5 -> 5.9 (run 79) but 6.1 -> 6.5 (run
+#   80), LayerNorm 7.0 -> 6.4 but 6.5 -> 6.9; 200x2048 RMSNorm 5.8 -> 5.1, LayerNorm 5.6 -> 5.9;
+#   LayerNorm 256x16384 lost clearly (10.2 -> 12.6). From 1024 rows the early read loses (RMSNorm
+#   1024x4096 9.2 -> 9.5, 2048x4096 13.8 -> 14.2; LayerNorm 2048x4096 14.2 -> 14.5).
+# - Fused add + RMSNorm was mixed at one row (1x4096 4.9 -> 5.2 in run 78, 5.4 -> 5.2 in run 79;
+#   1x8192 5.2 -> 5.6), so the fused ops keep their launches.
+# Narrower rows than 2048 were not measured; rows past MAX_SINGLE_PASS_FWD loop.
+EARLY_AFFINE_MAX_ROWS = 32
+EARLY_AFFINE_MIN_HIDDEN = 2048
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
@@ -414,12 +438,21 @@ def _rows_per_program(block_n: int) -> int:
     return max(1, min(MAX_ROWS_PER_PROGRAM, TARGET_ELEMENTS_PER_PROGRAM // block_n))
 
 
+def early_affine_rows(hidden: int) -> int:
+    """The most rows a forward call of this width may have for forward_launch's ``few_rows``
+    (EARLY_AFFINE_MAX_ROWS from EARLY_AFFINE_MIN_HIDDEN to MAX_SINGLE_PASS_FWD columns, else 0)."""
+    return EARLY_AFFINE_MAX_ROWS if EARLY_AFFINE_MIN_HIDDEN <= hidden <= MAX_SINGLE_PASS_FWD else 0
+
+
 @functools.lru_cache(maxsize=None)
 def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
-                   max_single_pass: Optional[int] = None) -> ForwardLaunch:
+                   max_single_pass: Optional[int] = None, few_rows: bool = False) -> ForwardLaunch:
     """Launch shape for the forward kernel; cached since a model uses a handful of hidden sizes.
     ``has_residual``: the fused add variant. ``max_single_pass``: the widest register tile any
-    launch may hold (single-pass tile or looped chunk); default: the tables' own."""
+    launch may hold (single-pass tile or looped chunk); default: the tables' own. ``few_rows``:
+    the call has at most ``early_affine_rows(hidden)`` rows (EARLY_AFFINE_MAX_ROWS), so an unfused
+    single pass reads w and b with x."""
+    few_rows = few_rows and not has_residual
     widest_chunk = sys.maxsize if max_single_pass is None else max_single_pass
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
     if is_rms and has_residual and hidden >= FUSED_LOOPED_MIN_HIDDEN:
@@ -428,7 +461,7 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     if hidden > max_single_pass:
         _, chunk, warps = _row_for(hidden, WIDE_ROW_FWD[is_rms])
         return ForwardLaunch(block_n=min(chunk, widest_chunk), block_m=1, num_warps=warps, looped=True)
-    if is_rms and not has_residual:
+    if is_rms and not has_residual and not few_rows:
         for smallest, largest, chunk, warps in RMS_READ_TWICE_FWD:
             if smallest <= hidden <= largest:
                 return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
@@ -436,14 +469,15 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     if split is not None:
         block_n, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
         return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n), num_warps=split[2], looped=False,
-                             tail_n=tuple(tail_n))
+                             tail_n=tuple(tail_n), early_affine=few_rows)
     block_n = _next_power_of_2(hidden)
     fill_limit, looped_rows = LOW_FILL_LOOPED_FWD[is_rms]
     if hidden > LOW_FILL_MIN_HIDDEN and hidden <= fill_limit * block_n:
         _, chunk, warps = _row_for(hidden, looped_rows)
         return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
     return ForwardLaunch(block_n=block_n, block_m=_rows_per_program(block_n),
-                         num_warps=_warps_for(block_n, FORWARD_WARPS_BY_BLOCK_N[is_rms]), looped=False)
+                         num_warps=_warps_for(block_n, FORWARD_WARPS_BY_BLOCK_N[is_rms]), looped=False,
+                         early_affine=few_rows)
 
 
 @functools.lru_cache(maxsize=None)

@@ -31,7 +31,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from .launch_config import backward_launch, forward_launch
+from .launch_config import backward_launch, early_affine_rows, forward_launch
 
 Tensor = torch.Tensor
 
@@ -733,7 +733,7 @@ def launch_forward(
     mean = torch.empty(n_rows, dtype=torch.float32, device=x.device) if store_stats and not is_rms else None
     if n_rows == 0:
         return y, res_out, mean, rstd
-    cfg = forward_launch(n_cols, is_rms, residual is not None)
+    cfg = forward_launch(n_cols, is_rms, residual is not None, few_rows=n_rows <= early_affine_rows(n_cols))
     y2 = _as_rows(y, n_cols)
     r2 = _as_rows(residual, n_cols) if residual is not None else x2
     ro2 = _as_rows(res_out, n_cols) if res_out is not None else x2
