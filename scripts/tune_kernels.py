@@ -975,6 +975,22 @@ def small_rows(shapes):
                 gpu = _graph_us(fn)
                 bench = 1e3 * triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
                 print(f"| {op} | {rows}x{hidden} | {provider} | {gpu:.2f} | {bench:.1f} |", flush=True)
+    _liger_forward_resources()
+
+
+def _liger_forward_resources():
+    """Registers and spills of the forward kernels Liger-Kernel compiled in this process (its
+    Triton JIT caches: the first entry of each device's cache tuple holds the compiled kernels)."""
+    from liger_kernel.ops import layer_norm as liger_ln, rms_norm as liger_rms
+
+    print()
+    print("| Liger kernel | warps | regs | spills | shared B |")
+    print("|---|---|---|---|---|")
+    for jit_fn in (liger_rms._rms_norm_forward_kernel, liger_ln._layer_norm_forward_kernel):
+        for caches in getattr(jit_fn, "device_caches", {}).values():
+            for compiled in caches[0].values():
+                print(f"| {jit_fn.fn.__name__} | {compiled.metadata.num_warps} | {compiled.n_regs} | "
+                      f"{compiled.n_spills} | {compiled.metadata.shared} |")
 
 
 # probe name -> (function, whether it takes --shapes)
