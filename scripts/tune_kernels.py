@@ -666,7 +666,8 @@ def _parse_forward_candidate(spec):
     rule) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
-    kind, tiles, warps, *options = launch.split("/") + [""] * max(0, 3 - len(launch.split("/")))
+    parts = launch.split("/")
+    kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
     unknown = set(options) - {"early", "masked", *rows_options}
     if (op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w")
