@@ -655,23 +655,25 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
     keep_masks = True
 
 
-FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS or "
-                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/masked][/mROWS]")
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted] or "
+                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS]")
 
 
 def _parse_forward_candidate(spec):
     """``op@ROWSxHIDDEN=looped/CHUNK/wWARPS`` or ``op@ROWSxHIDDEN=single/TILES/wWARPS`` (TILES:
-    "4096+1024"), a single pass optionally with ``/early`` (w and b read with x), ``/masked`` (masks
-    kept where the launch covers the problem) and ``/mROWS`` (rows a program; default the table's
-    rule) -> (op, rows, hidden, label, ForwardLaunch)."""
+    "4096+1024"), either optionally with ``/shifted`` (LayerNorm's statistics about the row's first
+    element, one joint reduction), a single pass with ``/early`` (w and b read with x),
+    ``/masked`` (masks kept where the launch covers the problem) and ``/mROWS`` (rows a program;
+    default the table's rule) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     parts = launch.split("/")
     kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
-    unknown = set(options) - {"early", "masked", *rows_options}
+    unknown = set(options) - {"early", "shifted", "masked", *rows_options}
     if (op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w")
-            or not warps[1:].isdigit() or unknown or (kind == "looped" and options) or len(rows_options) > 1
+            or not warps[1:].isdigit() or unknown or (kind == "looped" and set(options) - {"shifted"})
+            or len(rows_options) > 1
             or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
     rows, hidden = (int(v) for v in shape.split("x"))
@@ -681,7 +683,7 @@ def _parse_forward_candidate(spec):
         block_m = int(rows_options[0][1:])
     launch_class = _MaskedForwardLaunch if "masked" in options else lc.ForwardLaunch
     cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
-                       early_affine="early" in options)
+                       early_affine="early" in options, shifted_stats="shifted" in options)
     return op, rows, hidden, launch, cfg
 
 
@@ -704,7 +706,8 @@ def forward_ab(candidates, rounds=2):
         else:
             base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
         label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
-                 f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}")
+                 f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}"
+                 f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
                    [(label, None)] + launches, rounds)

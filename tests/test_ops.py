@@ -779,6 +779,47 @@ def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, 
     assert flags == [True, None]  # the backward has no such flag
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows_kind", ["offset", "outlier first"])
+@pytest.mark.parametrize("early", [False, True])
+@pytest.mark.parametrize("looped, tiles, rows, hidden", [(False, (64, 0, 0), 7, 60), (False, (256, 128, 64), 5, 448),
+                                                         (False, (32, 8, 0), 9, 40), (True, (16, 0, 0), 3, 60),
+                                                         (True, (32, 0, 0), 3, 64)])
+@pytest.mark.parametrize("op", OPS)
+def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early, rows_kind, dtype, monkeypatch):
+    # LayerNorm's mean and variance from one joint reduction of x - x[:, 0] (shifted_stats), on one
+    # masked tile, three tiles covering the row, two tiles with several rows a program, and the
+    # looped kernel over a masked last chunk and over exact chunks.
+    # - offset: rows of mean 768 and std 1, where E[x^2] - E[x]^2 unshifted loses ~3% of the
+    #   variance in fp32 (fails fp16's tolerance); fused, the residual holds multiples of x's ulp
+    #   there, so the sum is exact and the reference sees the rounded sum the kernel normalizes.
+    # - outlier first: the shift itself 40 standard deviations out, the bound's worst case.
+    # RMSNorm ops ignore the flag, and 32-bit rows keep two reductions.
+    from trinix_bench.ops import launch_config
+
+    if rows_kind == "offset" and dtype == torch.float32:
+        pytest.skip("fp32's own x - mean at mean / std 768 errs by ~3e-5 (two reductions too), past its 1e-5")
+    if looped and early:
+        pytest.skip("the looped kernel reads w and b in its second pass")
+    block_m = 1 if looped else launch_config._rows_per_program(tiles[0])
+    fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, tiles[1:], early_affine=early, shifted_stats=True)
+    _force_launches(monkeypatch, fwd, "HELD_FP32")
+    flags = _recorded_flags(monkeypatch, "SHIFTED_STATS")
+    gen = torch.Generator().manual_seed(rows * hidden)
+    if rows_kind == "offset":
+        x = torch.randn(rows, hidden, generator=gen) + 768.0
+    else:
+        x = torch.randn(rows, hidden, generator=gen) * 2.0
+        x[:, 0] = 80.0 * torch.randn(rows, generator=gen).sign()
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu", x=x.to(dtype))
+    if op.startswith("fused_add") and rows_kind == "offset":
+        ulp_at_offset = torch.finfo(dtype).eps * 512  # the spacing of [512, 1024)
+        steps = torch.randint(-4, 5, (rows, hidden), generator=gen).to(torch.float32)
+        inputs["residual"] = (steps * ulp_at_offset).to(dtype).requires_grad_(True)
+    check_op(op, inputs, grads)
+    assert flags == ["rms" not in op and dtype.itemsize == 2, None]  # the backward has no such flag
+
+
 def test_exact_cover_says_when_the_kernel_needs_no_masks():
     from trinix_bench.ops.launch_config import ForwardLaunch
 

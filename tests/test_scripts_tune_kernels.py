@@ -48,13 +48,18 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
     op, rows, hidden, label, cfg = tune_kernels._parse_forward_candidate("layer_norm@32x4096=single/4096/w8/early")
     assert (op, rows, hidden, label) == ("layer_norm", 32, 4096, "single/4096/w8/early")
     assert (cfg.block_n, cfg.block_m, cfg.num_warps, cfg.looped, cfg.tail_n) == (4096, 1, 8, False, (0, 0))
-    assert cfg.early_affine and not cfg.masked(32, 4096)  # 4096 columns a row, one row a program: exact
+    assert cfg.early_affine and not cfg.shifted_stats and not cfg.masked(32, 4096)  # one row a program: exact
     *_, split = tune_kernels._parse_forward_candidate("rms_norm@8192x5120=single/4096+1024/w4")
     assert (split.block_n, split.tail_n, split.num_warps, split.early_affine) == (4096, (1024, 0), 4, False)
+    *_, shifted = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=single/8192/w8/shifted")
+    assert shifted.shifted_stats and not shifted.early_affine
     *_, masked = tune_kernels._parse_forward_candidate("rms_norm@2048x4096=single/4096/w8/masked/m2")
     assert masked.block_m == 2 and masked.masked(2048, 4096) and masked.exact_cover(2048, 4096)
     *_, looped = tune_kernels._parse_forward_candidate("fused_add_rms_norm@4096x8192=looped/8192/w16")
     assert looped.looped and (looped.block_n, looped.block_m, looped.num_warps) == (8192, 1, 16)
+    assert not looped.shifted_stats
+    *_, shifted_looped = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=looped/8192/w16/shifted")
+    assert shifted_looped.looped and shifted_looped.shifted_stats
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option

@@ -56,6 +56,9 @@ class ForwardLaunch(_Cover):
     tail_n: tuple[int, int] = (0, 0)
     # Single pass: read w and b with x, before the row's reductions, instead of after them.
     early_affine: bool = False
+    # LayerNorm: the mean and variance from one joint reduction of the row shifted by its first
+    # element, instead of two dependent ones (both kernels' SHIFTED_STATS).
+    shifted_stats: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -174,6 +174,31 @@ def _centred(x, mask, mean, IS_RMS: tl.constexpr, MASKED: tl.constexpr):
         return x - mean[:, None]
 
 
+@triton.jit
+def _add_pairs(a1, b1, a2, b2):
+    """tl.reduce's combine for two sums reduced together (one exchange between warps for both)."""
+    return a1 + a2, b1 + b2
+
+
+@triton.jit
+def _row_pivot(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, rows64, row_mask, HAS_RESIDUAL: tl.constexpr):
+    """Each row's first normalized element as fp32 (x + residual rounded to x's dtype when fused, as
+    _load_rows forms it): a value of the row to shift it by before one-pass sums (SHIFTED_STATS).
+    One scalar load a row, on the same cache line as the tile's first lanes."""
+    pivot = tl.load(x_ptr + rows64 * x_stride, mask=row_mask, other=0.0)
+    if HAS_RESIDUAL:
+        r = tl.load(res_ptr + rows64 * res_stride, mask=row_mask, other=0.0)
+        pivot = (pivot.to(tl.float32) + r.to(tl.float32)).to(res_out_ptr.dtype.element_ty)
+    return pivot.to(tl.float32)
+
+
+@triton.jit
+def _shifted_sums(x, mask, pivot, MASKED: tl.constexpr):
+    """Per row of a tile, (sum of d, sum of d^2) with d = x - pivot, reduced in one tl.reduce."""
+    d = _centred(x, mask, pivot, False, MASKED)
+    return tl.reduce((d, d * d), 1, _add_pairs)
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def _norm_fwd_kernel(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, y_ptr, y_stride,
@@ -182,6 +207,7 @@ def _norm_fwd_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr,
+    SHIFTED_STATS: tl.constexpr,
 ):
     """Single pass: each program normalizes BLOCK_M whole rows held in registers.
 
@@ -189,7 +215,13 @@ def _norm_fwd_kernel(
     then BLOCK_N_3 (0: no such tile), so a width such as 12288 = 8192 + 4096 is held without the
     idle lanes of a 16384-column tile. MASKED is False when the tiles cover the columns and the
     grid the rows exactly (ForwardLaunch.exact_cover). EARLY_AFFINE reads w and b with x instead of
-    after the reductions (ForwardLaunch.early_affine)."""
+    after the reductions (ForwardLaunch.early_affine).
+
+    LayerNorm's statistics take two dependent reductions (the mean, then the sum of squares about
+    it), or with SHIFTED_STATS one joint reduction of d = x - K and d^2, K the row's first element:
+    mean = K + E[d], var = E[d^2] - E[d]^2 (ForwardLaunch.shifted_stats). Its rounding error in var
+    is about eps_fp32 * (K - mean)^2 / var <= eps_fp32 * (N - 1) (one element's squared z-score is at
+    most N - 1): 1e-3 at N = 16384 for an adversarial first element, ~1e-7 for typical rows."""
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < n_rows
     rows64 = rows.to(tl.int64)
@@ -205,22 +237,43 @@ def _norm_fwd_kernel(
             x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
             n_cols, BLOCK_N + BLOCK_N_2, BLOCK_N_3, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     mean = tl.zeros([BLOCK_M], tl.float32)
-    if not IS_RMS:
-        row_sum = tl.sum(x, axis=1)
+    if IS_RMS or not SHIFTED_STATS:
+        if not IS_RMS:
+            row_sum = tl.sum(x, axis=1)
+            if BLOCK_N_2 > 0:
+                row_sum += tl.sum(x2, axis=1)
+            if BLOCK_N_3 > 0:
+                row_sum += tl.sum(x3, axis=1)
+            mean = row_sum / n_cols
+        centred = _centred(x, mask, mean, IS_RMS, MASKED)
+        square_sum = tl.sum(centred * centred, axis=1)
         if BLOCK_N_2 > 0:
-            row_sum += tl.sum(x2, axis=1)
+            centred2 = _centred(x2, mask2, mean, IS_RMS, MASKED)
+            square_sum += tl.sum(centred2 * centred2, axis=1)
         if BLOCK_N_3 > 0:
-            row_sum += tl.sum(x3, axis=1)
-        mean = row_sum / n_cols
-    centred = _centred(x, mask, mean, IS_RMS, MASKED)
-    square_sum = tl.sum(centred * centred, axis=1)
-    if BLOCK_N_2 > 0:
-        centred2 = _centred(x2, mask2, mean, IS_RMS, MASKED)
-        square_sum += tl.sum(centred2 * centred2, axis=1)
-    if BLOCK_N_3 > 0:
-        centred3 = _centred(x3, mask3, mean, IS_RMS, MASKED)
-        square_sum += tl.sum(centred3 * centred3, axis=1)
-    rstd = tl.math.rsqrt(square_sum / n_cols + eps)
+            centred3 = _centred(x3, mask3, mean, IS_RMS, MASKED)
+            square_sum += tl.sum(centred3 * centred3, axis=1)
+        variance = square_sum / n_cols
+    else:
+        pivot = _row_pivot(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, rows64, row_mask, HAS_RESIDUAL)
+        d_sum, d_square_sum = _shifted_sums(x, mask, pivot, MASKED)
+        if BLOCK_N_2 > 0:
+            d_sum2, d_square_sum2 = _shifted_sums(x2, mask2, pivot, MASKED)
+            d_sum += d_sum2
+            d_square_sum += d_square_sum2
+        if BLOCK_N_3 > 0:
+            d_sum3, d_square_sum3 = _shifted_sums(x3, mask3, pivot, MASKED)
+            d_sum += d_sum3
+            d_square_sum += d_square_sum3
+        d_mean = d_sum / n_cols
+        mean = pivot + d_mean
+        variance = tl.maximum(d_square_sum / n_cols - d_mean * d_mean, 0.0)
+        centred = _centred(x, mask, mean, IS_RMS, MASKED)
+        if BLOCK_N_2 > 0:
+            centred2 = _centred(x2, mask2, mean, IS_RMS, MASKED)
+        if BLOCK_N_3 > 0:
+            centred3 = _centred(x3, mask3, mean, IS_RMS, MASKED)
+    rstd = tl.math.rsqrt(variance + eps)
     _store_tile(y_ptr, y_stride, centred * rstd[:, None], scale, shift, w_ptr, b_ptr, rows64, cols, col_mask, mask,
                 offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
     if BLOCK_N_2 > 0:
@@ -241,7 +294,7 @@ def _norm_fwd_looped_kernel(
     w_ptr, b_ptr, mean_ptr, rstd_ptr,
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
-    STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr,
+    STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SHIFTED_STATS: tl.constexpr,
 ):
     """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
     chunk by chunk, pass 2 writes y.
@@ -249,7 +302,9 @@ def _norm_fwd_looped_kernel(
     LayerNorm sums (x - K) and (x - K)^2 per lane with K the mean of the first chunk, so
     var = E[(x - K)^2] - E[x - K]^2 does not cancel the way E[x^2] - E[x]^2 does when the mean is
     large, and pass 1 needs no division per element (a per-lane Welford was compute-bound: 45% of
-    copy at 32768x12288 in scripts/tune_kernels.py forward_looped).
+    copy at 32768x12288 in scripts/tune_kernels.py forward_looped). With SHIFTED_STATS K is the
+    row's first element instead (no reduction before the loop; the error bound of
+    _norm_fwd_kernel's SHIFTED_STATS) and the two sums are reduced in one tl.reduce.
 
     Pass 1 asks the cache to keep the row (evict_last) and pass 2, its last reader, to drop it
     (evict_first), so pass 2 finds its chunks in L2 (run 30: RMSNorm 16384x18432 324.1 -> 304.1 us).
@@ -264,7 +319,10 @@ def _norm_fwd_looped_kernel(
     if IS_RMS:
         lane_sq = x * x
     else:
-        shift = tl.sum(x, axis=1) / tl.minimum(n_cols, BLOCK_N)
+        if SHIFTED_STATS:
+            shift = _row_pivot(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, rows64, row_mask, HAS_RESIDUAL)
+        else:
+            shift = tl.sum(x, axis=1) / tl.minimum(n_cols, BLOCK_N)
         lane_d = _centred(x, mask, shift, IS_RMS, MASKED)
         lane_sq = lane_d * lane_d
     for start in range(BLOCK_N, n_cols, BLOCK_N):
@@ -281,9 +339,13 @@ def _norm_fwd_looped_kernel(
     if IS_RMS:
         rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
     else:
-        mean_shifted = tl.sum(lane_d, axis=1) / n_cols
+        if SHIFTED_STATS:
+            d_sum, d_square_sum = tl.reduce((lane_d, lane_sq), 1, _add_pairs)
+        else:
+            d_sum, d_square_sum = tl.sum(lane_d, axis=1), tl.sum(lane_sq, axis=1)
+        mean_shifted = d_sum / n_cols
         mean = shift + mean_shifted
-        var = tl.maximum(tl.sum(lane_sq, axis=1) / n_cols - mean_shifted * mean_shifted, 0.0)
+        var = tl.maximum(d_square_sum / n_cols - mean_shifted * mean_shifted, 0.0)
         rstd = tl.math.rsqrt(var + eps)
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
@@ -343,11 +405,6 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
     if HAS_DRES:
         dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
     _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
-
-
-@triton.jit
-def _add_pairs(a1, b1, a2, b2):
-    return a1 + a2, b1 + b2
 
 
 @triton.jit
@@ -747,6 +804,10 @@ def launch_forward(
     flags = dict(
         IS_RMS=is_rms, HAS_RESIDUAL=residual is not None, HAS_WEIGHT=weight is not None,
         HAS_BIAS=bias is not None, STORE_STATS=store_stats, MASKED=cfg.masked(n_rows, n_cols),
+        # 32-bit rows keep the first chunk's mean as the shift (single pass: two reductions):
+        # shifting by an outlier costs up to eps_fp32 * N of the variance (_norm_fwd_kernel's
+        # docstring), past fp32's tolerance; 16-bit outputs hide it.
+        SHIFTED_STATS=cfg.shifted_stats and not is_rms and x2.element_size() <= 2,
     )
     if cfg.looped:
         flags["BLOCK_N"] = cfg.block_n
