@@ -28,6 +28,23 @@ def test_large_shapes(op, rows, hidden, dtype):
     check_op(op, inputs, grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows, hidden", [(129, 14336), (1000, 16384), (3, 16384)])
+def test_shifted_statistics_on_rows_far_from_zero(rows, hidden, dtype):
+    # LayerNorm at the widths that shift their statistics (SHIFTED_STATS_FWD): rows of mean 768 and
+    # std 1, where unshifted one-pass sums lose ~3% of the variance (past fp16's tolerance), and rows
+    # whose shift, the first element, sits 40 standard deviations out.
+    from trinix_bench.ops.launch_config import forward_launch
+
+    assert forward_launch(hidden, False).shifted_stats
+    far = torch.randn(rows, hidden, device=DEVICE) + 768.0
+    outlier = torch.randn(rows, hidden, device=DEVICE) * 2.0
+    outlier[:, 0] = 80.0 * torch.randn(rows, device=DEVICE).sign()
+    for x in (far, outlier):
+        inputs, grads = make_inputs("layer_norm", rows, hidden, dtype, DEVICE, x=x.to(dtype))
+        check_op("layer_norm", inputs, grads)
+
+
 @pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("op", OPS)

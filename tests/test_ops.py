@@ -242,6 +242,42 @@ def test_few_rows_read_w_and_b_with_x():
     assert forward_launch(12288, True, few_rows=True) == forward_launch(12288, True)  # low fill: still looped
 
 
+def test_wide_layer_norm_rows_shift_their_statistics():
+    # runs 86-87: unfused LayerNorm from 14336 to 16384 columns (the looped and the single-pass
+    # kernel) takes its statistics about the row's first element; narrower and wider rows, RMSNorm
+    # and the fused op keep theirs, and nothing else of the launch changes
+    from trinix_bench.ops.launch_config import _forward_shape, forward_launch
+
+    shifted = {hidden: forward_launch(hidden, False).shifted_stats for hidden in (12288, 14335, 14336, 16384, 16385)}
+    assert shifted == {12288: False, 14335: False, 14336: True, 16384: True, 16385: False}
+    assert forward_launch(14336, False).looped and not forward_launch(16384, False).looped
+    assert dataclasses.replace(forward_launch(16384, False), shifted_stats=False) == _forward_shape(
+        16384, False, False, None, False)
+    assert not forward_launch(16384, True).shifted_stats
+    assert not forward_launch(16384, False, True).shifted_stats  # fused add + LayerNorm: not measured
+    assert forward_launch(16384, False, few_rows=True).shifted_stats
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("op", OPS)
+def test_calls_launch_shifted_statistics_by_width_and_dtype(op, dtype, monkeypatch):
+    # The width picks the shift per call and 32-bit rows never take it: the range shrunk to
+    # interpreter sizes, each call's forward flag recorded, results checked against float64.
+    from trinix_bench.ops import launch_config
+
+    monkeypatch.setattr(launch_config, "SHIFTED_STATS_FWD", (40, 64))
+    launch_config.forward_launch.cache_clear()
+    try:
+        flags = _recorded_flags(monkeypatch, "SHIFTED_STATS")
+        for hidden in (40, 64, 65, 39):
+            inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
+            check_op(op, inputs, grads)
+    finally:
+        launch_config.forward_launch.cache_clear()
+    takes_it = op == "layer_norm" and dtype == torch.float16
+    assert flags == [takes_it, None, takes_it, None, False, None, False, None]
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_calls_with_few_rows_launch_the_early_read(op, monkeypatch):
     # The row count picks the launch per call: the limits shrunk to interpreter sizes (at most 4

@@ -202,6 +202,21 @@ RMS_READ_TWICE_FWD = ((8192, 8192, 8192, 16),)
 # Narrower rows than 2048 were not measured; rows past MAX_SINGLE_PASS_FWD loop.
 EARLY_AFFINE_MAX_ROWS = 32
 EARLY_AFFINE_MIN_HIDDEN = 2048
+# LayerNorm's statistics about the row's first element in one joint reduction (shifted_stats; the
+# kernels' SHIFTED_STATS) instead of two dependent reductions, where it measured faster: unfused,
+# 16-bit rows (launch_forward keeps 32-bit rows on two reductions for accuracy), widths
+# (smallest, largest). scripts/tune_kernels.py forward_ab, H200, bf16, three alternating readings
+# each, us (runs 86-87):
+# - 131072x16384 (single 16384 at 8 warps): 2093.5-2095.7 -> 2058.5-2063.3 and 2108.9-2113.7 ->
+#   2073.1-2074.3 (96 -> 98% of copy; same 127 registers a thread, offline ptxas).
+# - 32768x14336 (looped 2048 at 8 warps): 474.7-477.5 -> 465.1-465.8 (one reading 533.2).
+# - Lost where it costs occupancy or changes nothing: 4096x8192 single at 8 warps 38.8-39.4 ->
+#   41.7-41.8 (63 -> 76 registers: 4 -> 3 programs an SM), 16384x8192 133.6-134.0 -> 140.3-140.4,
+#   2048x4096 14.3 -> 14.8-15.4, 8192x7168 63.3-63.6 -> 70.7-71.2, 32768x12288 (8192 + 4096)
+#   387.0-387.8 -> 389.5-389.9, 16384x18432 (looped) 317.9-318.2 -> 320.2-329.2; 8192x5120 and decode
+#   rows within 0.5 us either way. Read twice with the shift (looped kernel on one chunk, as
+#   RMS_READ_TWICE_FWD) lost at every width: 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192 171.3-177.9.
+SHIFTED_STATS_FWD = (14336, 16384)
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
@@ -454,7 +469,18 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     ``has_residual``: the fused add variant. ``max_single_pass``: the widest register tile any
     launch may hold (single-pass tile or looped chunk); default: the tables' own. ``few_rows``:
     the call has at most ``early_affine_rows(hidden)`` rows (EARLY_AFFINE_MAX_ROWS), so an unfused
-    single pass reads w and b with x."""
+    single pass reads w and b with x. Unfused LayerNorm shifts its statistics within
+    SHIFTED_STATS_FWD."""
+    launch = _forward_shape(hidden, is_rms, has_residual, max_single_pass, few_rows)
+    smallest, largest = SHIFTED_STATS_FWD
+    if not is_rms and not has_residual and smallest <= hidden <= largest:
+        return dataclasses.replace(launch, shifted_stats=True)
+    return launch
+
+
+def _forward_shape(hidden: int, is_rms: bool, has_residual: bool, max_single_pass: Optional[int],
+                   few_rows: bool) -> ForwardLaunch:
+    """forward_launch's tiles, warps and loop, before the LayerNorm statistics' rule."""
     few_rows = few_rows and not has_residual
     widest_chunk = sys.maxsize if max_single_pass is None else max_single_pass
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass
