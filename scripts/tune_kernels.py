@@ -655,7 +655,7 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
     keep_masks = True
 
 
-FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted] or "
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK] or "
                           "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS]")
 
 
@@ -670,10 +670,11 @@ def _parse_forward_candidate(spec):
     parts = launch.split("/")
     kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
-    unknown = set(options) - {"early", "shifted", "masked", *rows_options}
+    out_options = [o for o in options if o[:1] == "o" and o[1:].isdigit()]
+    unknown = set(options) - {"early", "shifted", "masked", *rows_options, *out_options}
     if (op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w")
-            or not warps[1:].isdigit() or unknown or (kind == "looped" and set(options) - {"shifted"})
-            or len(rows_options) > 1
+            or not warps[1:].isdigit() or unknown or (kind == "looped" and set(options) - {"shifted", *out_options})
+            or (kind == "single" and out_options) or len(rows_options) > 1 or len(out_options) > 1
             or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
     rows, hidden = (int(v) for v in shape.split("x"))
@@ -683,7 +684,8 @@ def _parse_forward_candidate(spec):
         block_m = int(rows_options[0][1:])
     launch_class = _MaskedForwardLaunch if "masked" in options else lc.ForwardLaunch
     cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
-                       early_affine="early" in options, shifted_stats="shifted" in options)
+                       early_affine="early" in options, shifted_stats="shifted" in options,
+                       out_block_n=int(out_options[0][1:]) if out_options else 0)
     return op, rows, hidden, launch, cfg
 
 

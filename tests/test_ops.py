@@ -258,6 +258,23 @@ def test_wide_layer_norm_rows_shift_their_statistics():
     assert forward_launch(16384, False, few_rows=True).shifted_stats
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("hidden", [60, 64, 130])
+@pytest.mark.parametrize("op", OPS)
+def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, monkeypatch):
+    # The looped forward's second pass in chunks of 16 columns under 64-column first-pass chunks
+    # (out_block_n): one masked chunk, one exact chunk (ONE_CHUNK) and three chunks, LayerNorm's
+    # statistics shifted, forward and backward against float64.
+    from trinix_bench.ops import launch_config
+
+    fwd = launch_config.ForwardLaunch(64, 1, 4, True, (0, 0), shifted_stats=True, out_block_n=16)
+    _force_launches(monkeypatch, fwd, "HELD_FP32")
+    flags = _recorded_flags(monkeypatch, "OUT_BLOCK_N")
+    inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
+    check_op(op, inputs, grads)
+    assert flags == [16, None]  # the backward has no such flag
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("op", OPS)
 def test_calls_launch_shifted_statistics_by_width_and_dtype(op, dtype, monkeypatch):
@@ -820,12 +837,14 @@ def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, 
 @pytest.mark.parametrize("early", [False, True])
 @pytest.mark.parametrize("looped, tiles, rows, hidden", [(False, (64, 0, 0), 7, 60), (False, (256, 128, 64), 5, 448),
                                                          (False, (32, 8, 0), 9, 40), (True, (16, 0, 0), 3, 60),
-                                                         (True, (32, 0, 0), 3, 64)])
+                                                         (True, (32, 0, 0), 3, 64), (True, (64, 0, 0), 3, 60),
+                                                         (True, (64, 0, 0), 3, 64)])
 @pytest.mark.parametrize("op", OPS)
 def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early, rows_kind, dtype, monkeypatch):
     # LayerNorm's mean and variance from one joint reduction of x - x[:, 0] (shifted_stats), on one
     # masked tile, three tiles covering the row, two tiles with several rows a program, and the
-    # looped kernel over a masked last chunk and over exact chunks.
+    # looped kernel over a masked last chunk, over exact chunks, and on rows of one chunk (masked
+    # and exact: the row read twice, ONE_CHUNK).
     # - offset: rows of mean 768 and std 1, where E[x^2] - E[x]^2 unshifted loses ~3% of the
     #   variance in fp32 (fails fp16's tolerance); fused, the residual holds multiples of x's ulp
     #   there, so the sum is exact and the reference sees the rounded sum the kernel normalizes.

@@ -59,13 +59,17 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
     assert looped.looped and (looped.block_n, looped.block_m, looped.num_warps) == (8192, 1, 16)
     assert not looped.shifted_stats
     *_, shifted_looped = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=looped/8192/w16/shifted")
-    assert shifted_looped.looped and shifted_looped.shifted_stats
+    assert shifted_looped.looped and shifted_looped.shifted_stats and shifted_looped.out_block_n == 0
+    *_, narrow_out = tune_kernels._parse_forward_candidate("rms_norm@64x16384=looped/16384/w16/o4096")
+    assert (narrow_out.block_n, narrow_out.out_block_n, narrow_out.shifted_stats) == (16384, 4096, False)
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option
                                   "rms_norm@1x4096=looped/4096/w8/early",  # options are the single pass's
                                   "rms_norm@1x4096=single/4096",  # no warps
                                   "rms_norm@1x4096=single/4096/w8/m2/m4",
+                                  "rms_norm@1x4096=single/4096/w8/o2048",  # the second pass is the looped kernel's
+                                  "rms_norm@1x4096=looped/4096/w8/o2048/o1024",
                                   "rms_norm@1x4096=single/wide/w8",
                                   "add_rms@1x4096=single/4096/w8"])
 def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spec):

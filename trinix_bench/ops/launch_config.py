@@ -59,6 +59,9 @@ class ForwardLaunch(_Cover):
     # LayerNorm: the mean and variance from one joint reduction of the row shifted by its first
     # element, instead of two dependent ones (both kernels' SHIFTED_STATS).
     shifted_stats: bool = False
+    # Looped: the second pass (y) walks the row in chunks of this width instead of block_n (0:
+    # block_n), so it holds fewer x, w and b values at once (READ_TWICE_FWD).
+    out_block_n: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -295,6 +295,7 @@ def _norm_fwd_looped_kernel(
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SHIFTED_STATS: tl.constexpr,
+    ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr,
 ):
     """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
     chunk by chunk, pass 2 writes y.
@@ -304,7 +305,11 @@ def _norm_fwd_looped_kernel(
     large, and pass 1 needs no division per element (a per-lane Welford was compute-bound: 45% of
     copy at 32768x12288 in scripts/tune_kernels.py forward_looped). With SHIFTED_STATS K is the
     row's first element instead (no reduction before the loop; the error bound of
-    _norm_fwd_kernel's SHIFTED_STATS) and the two sums are reduced in one tl.reduce.
+    _norm_fwd_kernel's SHIFTED_STATS) and the two sums are reduced in one tl.reduce. ONE_CHUNK says
+    the row fits one chunk (the row read twice, READ_TWICE_FWD): LayerNorm then compiles no chunk
+    loop, so its per-lane sums are not carried through one and need no registers of their own (57-60
+    -> 38 registers a thread at 8192 columns and 16 warps, offline ptxas). Pass 2 walks the row in
+    OUT_BLOCK_N columns at a time (at most BLOCK_N), so it holds fewer x, w and b values at once.
 
     Pass 1 asks the cache to keep the row (evict_last) and pass 2, its last reader, to drop it
     (evict_first), so pass 2 finds its chunks in L2 (run 30: RMSNorm 16384x18432 324.1 -> 304.1 us).
@@ -325,17 +330,18 @@ def _norm_fwd_looped_kernel(
             shift = tl.sum(x, axis=1) / tl.minimum(n_cols, BLOCK_N)
         lane_d = _centred(x, mask, shift, IS_RMS, MASKED)
         lane_sq = lane_d * lane_d
-    for start in range(BLOCK_N, n_cols, BLOCK_N):
-        cols = start + tl.arange(0, BLOCK_N)
-        mask = row_mask[:, None] & (cols < n_cols)[None, :]
-        x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
-                       HAS_RESIDUAL, "evict_last", MASKED)
-        if IS_RMS:
-            lane_sq += x * x
-        else:
-            d = _centred(x, mask, shift, IS_RMS, MASKED)
-            lane_d += d
-            lane_sq += d * d
+    if IS_RMS or not ONE_CHUNK:
+        for start in range(BLOCK_N, n_cols, BLOCK_N):
+            cols = start + tl.arange(0, BLOCK_N)
+            mask = row_mask[:, None] & (cols < n_cols)[None, :]
+            x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
+                           HAS_RESIDUAL, "evict_last", MASKED)
+            if IS_RMS:
+                lane_sq += x * x
+            else:
+                d = _centred(x, mask, shift, IS_RMS, MASKED)
+                lane_d += d
+                lane_sq += d * d
     if IS_RMS:
         rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
     else:
@@ -350,20 +356,21 @@ def _norm_fwd_looped_kernel(
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
         tl.debug_barrier()
-    for start in range(0, n_cols, BLOCK_N):
-        cols = start + tl.arange(0, BLOCK_N)
-        col_mask = cols < n_cols
-        mask = row_mask[:, None] & col_mask[None, :]
+    for start in range(0, n_cols, OUT_BLOCK_N):
+        out_cols = start + tl.arange(0, OUT_BLOCK_N)
+        out_col_mask = out_cols < n_cols
+        out_mask = row_mask[:, None] & out_col_mask[None, :]
         if HAS_RESIDUAL:
-            x = _load(res_out_ptr + rows64[:, None] * res_out_stride + cols[None, :], mask, MASKED, "evict_first")
+            x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
+                            "evict_first")
         else:
-            x = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, "evict_first")
-        x = x.to(tl.float32)
+            x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
+        x_again = x_again.to(tl.float32)
         if IS_RMS:
-            xhat = x * rstd[:, None]
+            xhat = x_again * rstd[:, None]
         else:
-            xhat = (x - mean[:, None]) * rstd[:, None]
-        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
+            xhat = (x_again - mean[:, None]) * rstd[:, None]
+        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
                       HAS_WEIGHT, HAS_BIAS, MASKED)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
@@ -811,6 +818,8 @@ def launch_forward(
     )
     if cfg.looped:
         flags["BLOCK_N"] = cfg.block_n
+        flags["ONE_CHUNK"] = n_cols <= cfg.block_n
+        flags["OUT_BLOCK_N"] = cfg.out_block_n or cfg.block_n
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
