@@ -205,7 +205,8 @@ def test_looped_path_on_a_narrow_row_with_large_mean(first_chunk_offset):
 def test_fused_add_rms_norm_loops_from_8192_columns():
     # Pass 2 of the looped kernel re-reads residual_out from L2; it beat the single pass there
     # (run 30), in 8192-column chunks at 16 warps (run 61). Unfused RMSNorm reads a row of 8192
-    # twice as one chunk (run 61); LayerNorm keeps the single pass at a full tile.
+    # twice as one chunk (run 61); LayerNorm keeps the single pass at a full tile (both read rows of
+    # 16384 twice: test_rows_of_16384_are_read_twice).
     from trinix_bench.ops.launch_config import forward_launch
 
     for hidden in (8192, 16384):
@@ -214,7 +215,7 @@ def test_fused_add_rms_norm_loops_from_8192_columns():
     assert not forward_launch(4096, True, True).looped
     rms = forward_launch(8192, True, False)
     assert (rms.looped, rms.block_n, rms.num_warps) == (True, 8192, 16) and rms.exact_cover(5, 8192)
-    assert not forward_launch(4096, True, False).looped and not forward_launch(16384, True, False).looped
+    assert not forward_launch(4096, True, False).looped and not forward_launch(15000, True, False).looped
     assert not forward_launch(8192, False, False).looped
     for op in ("fused_add_rms_norm", "rms_norm"):
         inputs, grads = make_inputs(op, 3, 8192, torch.float32, "cpu")
@@ -232,11 +233,12 @@ def test_few_rows_read_w_and_b_with_x():
         for is_rms in (True, False):
             many, few = forward_launch(hidden, is_rms), forward_launch(hidden, is_rms, few_rows=True)
             assert few.early_affine and not few.looped and not many.early_affine
-            if not (is_rms and hidden == 8192):
+            if not (is_rms and hidden == 8192) and hidden != 16384:  # rows read twice with many rows
                 assert dataclasses.replace(few, early_affine=False) == many
-    assert forward_launch(8192, True).looped
+    assert forward_launch(8192, True).looped and forward_launch(16384, True).looped
     held = forward_launch(8192, True, few_rows=True)
     assert (held.block_n, held.num_warps) == (8192, 16)
+    assert (forward_launch(16384, False, few_rows=True).block_n, forward_launch(16384, False).looped) == (16384, True)
     assert not forward_launch(4096, True, True, few_rows=True).early_affine  # fused add keeps its launch
     assert not forward_launch(4096, False, True, few_rows=True).early_affine
     assert forward_launch(12288, True, few_rows=True) == forward_launch(12288, True)  # low fill: still looped
@@ -248,14 +250,31 @@ def test_wide_layer_norm_rows_shift_their_statistics():
     # and the fused op keep theirs, and nothing else of the launch changes
     from trinix_bench.ops.launch_config import _forward_shape, forward_launch
 
-    shifted = {hidden: forward_launch(hidden, False).shifted_stats for hidden in (12288, 14335, 14336, 16384, 16385)}
-    assert shifted == {12288: False, 14335: False, 14336: True, 16384: True, 16385: False}
-    assert forward_launch(14336, False).looped and not forward_launch(16384, False).looped
-    assert dataclasses.replace(forward_launch(16384, False), shifted_stats=False) == _forward_shape(
-        16384, False, False, None, False)
+    shifted = {hidden: forward_launch(hidden, False).shifted_stats for hidden in (12288, 14335, 14336, 15000, 16384,
+                                                                                   16385)}
+    assert shifted == {12288: False, 14335: False, 14336: True, 15000: True, 16384: True, 16385: False}
+    assert forward_launch(14336, False).looped and not forward_launch(15000, False).looped
+    assert dataclasses.replace(forward_launch(15000, False), shifted_stats=False) == _forward_shape(
+        15000, False, False, None, False)
     assert not forward_launch(16384, True).shifted_stats
     assert not forward_launch(16384, False, True).shifted_stats  # fused add + LayerNorm: not measured
     assert forward_launch(16384, False, few_rows=True).shifted_stats
+
+
+def test_rows_of_16384_are_read_twice():
+    # runs 90-91: unfused rows of 16384 columns take the looped kernel on one chunk at 16 warps,
+    # its second pass in 4096 (RMSNorm) or 8192 (LayerNorm, statistics shifted) columns; RMSNorm at
+    # 8192 keeps one pass of 8192; the fused add, a few rows and the neighbours keep their launches
+    from trinix_bench.ops.launch_config import forward_launch
+
+    launches = {op: forward_launch(16384, op == "rms") for op in ("rms", "ln")}
+    assert {op: (c.looped, c.block_n, c.num_warps, c.out_block_n) for op, c in launches.items()} == {
+        "rms": (True, 16384, 16, 4096), "ln": (True, 16384, 16, 8192)}
+    assert launches["ln"].shifted_stats and not launches["rms"].shifted_stats
+    assert forward_launch(8192, True).out_block_n == 8192
+    assert forward_launch(16384, True, True).out_block_n == 0  # fused add: its own looped launch
+    assert not forward_launch(16384, True, few_rows=True).looped
+    assert not forward_launch(15000, True).looped and not forward_launch(15000, False).looped
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -273,6 +292,25 @@ def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, monkeypat
     inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [16, None]  # the backward has no such flag
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_calls_read_rows_twice_by_width(op, monkeypatch):
+    # READ_TWICE_FWD shrunk to interpreter sizes (64 columns: second pass in 16 columns for RMSNorm,
+    # 32 for LayerNorm): each call's forward launches the looped kernel on one chunk, or not.
+    from trinix_bench.ops import launch_config
+
+    monkeypatch.setattr(launch_config, "READ_TWICE_FWD", {True: ((64, 64, 64, 4, 16),), False: ((64, 64, 64, 4, 32),)})
+    launch_config.forward_launch.cache_clear()
+    try:
+        flags = _recorded_flags(monkeypatch, "OUT_BLOCK_N")
+        for hidden in (64, 60):
+            inputs, grads = make_inputs(op, 5, hidden, torch.bfloat16, "cpu")
+            check_op(op, inputs, grads)
+    finally:
+        launch_config.forward_launch.cache_clear()
+    fused = op.startswith("fused")
+    assert flags == [None if fused else (16 if "rms" in op else 32), None, None, None]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -550,7 +588,7 @@ def test_rows_filling_up_to_seven_eighths_of_their_tile_loop_forward():
     assert chunks(14336, True) == (True, 8192, 8) and chunks(14336, False) == (True, 2048, 8)
     assert chunks(18432, True) == (True, 4096, 16) and chunks(18432, False) == (True, 2048, 8)
     assert chunks(28672, True) == (True, 4096, 16) and chunks(28672, False) == (True, 4096, 16)
-    assert not forward_launch(16384, True).looped and not forward_launch(16384, False).looped
+    assert not forward_launch(15000, True).looped and not forward_launch(15000, False).looped  # 0.92 of 16384
 
 
 def test_rows_past_16384_columns_loop_forward_at_the_wide_row_chunks():

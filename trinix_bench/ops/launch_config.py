@@ -173,14 +173,31 @@ LOW_FILL_MIN_HIDDEN = 8192
 # (largest hidden, chunk, warps)
 FUSED_LOOPED_MIN_HIDDEN = 8192
 FUSED_LOOPED_FWD = ((65536, 8192, 16), (sys.maxsize, 16384, 32))
-# Unfused RMSNorm reads a row of 8192 twice, as the looped kernel on one chunk (statistics, then the
-# row again from L2 for y, evict_last / evict_first), instead of holding it in registers through
-# the reduction; torch.compile's kernel for these rows (run 59: 129.1 vs our 133.8 us at XL)
-# does the same. forward_sweep run 60 and forward_ab run 61, us: 16384x8192 128.4-129.0 (98%) vs
-# 133.7-134.8 (94%) single pass at 16 warps, 8192x8192 67.9-68.2 vs 69.8-70.8, 4096x8192 a tie
-# (36.6-37.5 for both). LayerNorm's looped kernel lost there (run 60: 189.3 vs 134.0 at XL).
-# Widths between 4096 and 8192 were not measured. (smallest hidden, largest hidden, chunk, warps)
-RMS_READ_TWICE_FWD = ((8192, 8192, 8192, 16),)
+# Rows read twice: the looped kernel on one chunk (statistics, then the row again from L2 for y,
+# evict_last / evict_first) instead of holding it in registers through the reductions, with the
+# second pass in out_chunk columns at a time so it holds fewer x, w and b values.
+# - RMSNorm at 8192: torch.compile's kernel for these rows does the same (run 59: 129.1 vs our 133.8
+#   us at XL). forward_sweep run 60 and forward_ab run 61, us: 16384x8192 128.4-129.0 (98%) vs
+#   133.7-134.8 (94%) single pass at 16 warps, 8192x8192 67.9-68.2 vs 69.8-70.8, 4096x8192 a tie
+#   (36.6-37.5 for both). Widths between 4096 and 8192 were not measured.
+# - At 16384 (forward_ab runs 90-91, bf16, three alternating readings each, us): RMSNorm at 16
+#   warps, second pass in 4096 columns: 131072x16384 1972.3-1974.7 vs 2004.4-2016.5 single pass
+#   (100 -> 102% of copy; 8192 columns: 1977.3-1983.5; 8 warps 1983.5-2050.1; 32 warps 2997.5),
+#   32768x16384 499.2-499.6 vs 509.9-512.8. LayerNorm, shifted statistics (SHIFTED_STATS_FWD),
+#   second pass in 8192 columns: 131072x16384 1982.0-1992.0 vs 2059.1-2065.1 (98 -> 101%; one
+#   reading each 2184.7 / 2299.8; 4096 columns 2036.4-2045.4; 8 warps 2094.0-2102.9, 32 warps
+#   2109.7-2171.4), 32768x16384 503.6-560.1 vs 524.4-540.2. The one-chunk LayerNorm compiles no
+#   chunk loop (the kernel's ONE_CHUNK): 57-60 -> 38 registers a thread at 8192 columns, 16 warps.
+# - Lost: LayerNorm at 8192 (run 89: 4096x8192 39.9-43.1 vs 38.5-39.0; 16384x8192 133.0-148.7 vs
+#   133.3-134.8; run 90, second pass in 2048-4096 columns at 8-16 warps, 32 registers: 38.5-42.2 vs
+#   38.0-38.8, 135.5-143.9 vs 133.1-134.9), RMSNorm at 8192 with a narrower second pass (ties),
+#   both ops at 12288 and 14336 on a 16384 chunk (e.g. RMSNorm 32768x12288 414.2-414.8 vs 376.8-
+#   377.2), fused add at 16384 within 0.5% (3970.6-3972.8 vs 3989.3-3990.7), so it keeps its launch.
+# op (is_rms) -> ((smallest hidden, largest hidden, chunk, warps, out_chunk), ...)
+READ_TWICE_FWD = {
+    True: ((8192, 8192, 8192, 16, 8192), (16384, 16384, 16384, 16, 4096)),
+    False: ((16384, 16384, 16384, 16, 8192),),
+}
 # Few rows (decode): the grid is a fraction of one wave, so a call lasts about as long as one
 # program's chain of memory latencies, and reading w and b beside x, before the reductions, takes
 # one DRAM round trip out of it (ForwardLaunch.early_affine). RMSNorm at 8192 columns then holds
@@ -218,7 +235,7 @@ EARLY_AFFINE_MIN_HIDDEN = 2048
 #   2048x4096 14.3 -> 14.8-15.4, 8192x7168 63.3-63.6 -> 70.7-71.2, 32768x12288 (8192 + 4096)
 #   387.0-387.8 -> 389.5-389.9, 16384x18432 (looped) 317.9-318.2 -> 320.2-329.2; 8192x5120 and decode
 #   rows within 0.5 us either way. Read twice with the shift (looped kernel on one chunk, as
-#   RMS_READ_TWICE_FWD) lost at every width: 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192 171.3-177.9.
+#   READ_TWICE_FWD) lost at every width: 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192 171.3-177.9.
 SHIFTED_STATS_FWD = (14336, 16384)
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
@@ -493,10 +510,10 @@ def _forward_shape(hidden: int, is_rms: bool, has_residual: bool, max_single_pas
     if hidden > max_single_pass:
         _, chunk, warps = _row_for(hidden, WIDE_ROW_FWD[is_rms])
         return ForwardLaunch(block_n=min(chunk, widest_chunk), block_m=1, num_warps=warps, looped=True)
-    if is_rms and not has_residual and not few_rows:
-        for smallest, largest, chunk, warps in RMS_READ_TWICE_FWD:
+    if not has_residual and not few_rows:
+        for smallest, largest, chunk, warps, out_chunk in READ_TWICE_FWD[is_rms]:
             if smallest <= hidden <= largest:
-                return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True)
+                return ForwardLaunch(block_n=chunk, block_m=1, num_warps=warps, looped=True, out_block_n=out_chunk)
     split = _split_row(hidden, SPLIT_TILE_FWD[is_rms])
     if split is not None:
         block_n, *tail_n = split_tiles(hidden, SPLIT_MIN_TILE)
