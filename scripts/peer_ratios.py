@@ -9,6 +9,9 @@ with the geometric mean of each ratio over the cells and the pass counts.
 
     python scripts/peer_ratios.py --peers ../shared/PEERS_H200.md run23_peer.jsonl [run24_peer.jsonl ...]
 
+With ``--supersede`` a later file's rows of a (cell, config) replace the earlier files' rows of that
+(cell, config) instead of joining them: a re-run of the cells whose kernels changed updates a table.
+
 A pure function of stored results: nothing is measured here.
 """
 
@@ -50,15 +53,20 @@ def parse_peer_file(text: str) -> dict:
     return bar
 
 
-def load_runs(paths) -> dict:
-    """(cell, config, provider) -> (median us, median % of copy) over every ok row of the files."""
+def load_runs(paths, supersede: bool = False) -> dict:
+    """(cell, config, provider) -> (median us, median % of copy) over every ok row of the files;
+    with ``supersede``, over the last file holding rows of that (cell, config)."""
     samples = defaultdict(list)
     for path in paths:
         with open(path) as handle:
-            for line in handle:
-                row = json.loads(line)
-                if row.get("status") == "ok":
-                    samples[(row["cell"], row["config"], row["provider"])].append((row["us"], row["pct_of_copy"]))
+            rows = [json.loads(line) for line in handle if line.strip()]
+        if supersede:
+            replaced = {(row["cell"], row["config"]) for row in rows}
+            for key in [key for key in samples if key[:2] in replaced]:
+                del samples[key]
+        for row in rows:
+            if row.get("status") == "ok":
+                samples[(row["cell"], row["config"], row["provider"])].append((row["us"], row["pct_of_copy"]))
     return {key: (statistics.median(u for u, _ in rows), statistics.median(p for _, p in rows))
             for key, rows in samples.items()}
 
@@ -92,10 +100,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="peer_table.py JSON-lines files")
     parser.add_argument("--peers", required=True, help="path of PEERS_H200.md")
+    parser.add_argument("--supersede", action="store_true",
+                        help="a later file's rows of a (cell, config) replace the earlier files' rows of it")
     args = parser.parse_args()
     with open(args.peers) as handle:
         bar = parse_peer_file(handle.read())
-    rows = ratio_rows(bar, load_runs(args.runs))
+    rows = ratio_rows(bar, load_runs(args.runs, args.supersede))
     print("| cell | config | ours us | ours % copy | best peer (runs) | ratio | best peer (file) | ratio | pass runs / file |")
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:

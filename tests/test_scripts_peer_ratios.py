@@ -59,3 +59,22 @@ def test_ratios_pass_rule_and_medians(peer_ratios, tmp_path):
     assert ln["ours_us"] == 380.0  # median of 900, 370, 380 over both files
     assert ln["file_ratio"] == pytest.approx(465.6 / 380.0) and ln["file_pass"] and ln["run_pass"]
     assert peer_ratios.geomean([2.0, 0.5, math.nan]) == pytest.approx(1.0)
+
+
+def test_a_later_file_supersedes_a_cell_when_asked(peer_ratios, tmp_path):
+    # --supersede: a re-run of some cells replaces those cells' rows (every provider, failed rows
+    # included) and leaves the other cells to the earlier file
+    first = _rows(tmp_path / "a.jsonl", [
+        dict(cell="rms_fwd", config="XXXL", provider="ours", us=2110.0, pct_of_copy=96.0),
+        dict(cell="rms_fwd", config="XXXL", provider="liger", us=2050.0, pct_of_copy=99.0),
+        dict(cell="rms_fwd", config="XL", provider="ours", us=140.0, pct_of_copy=90.0),
+    ])
+    second = _rows(tmp_path / "b.jsonl", [
+        dict(cell="rms_fwd", config="XXXL", provider="ours", us=1980.0, pct_of_copy=102.0),
+    ])
+    joined = peer_ratios.load_runs([first, second])
+    assert joined[("rms_fwd", "XXXL", "ours")][0] == pytest.approx(2045.0)  # median of both files
+    runs = peer_ratios.load_runs([first, second], supersede=True)
+    assert runs[("rms_fwd", "XXXL", "ours")] == (1980.0, 102.0)
+    assert ("rms_fwd", "XXXL", "liger") not in runs  # the later file did not measure it
+    assert runs[("rms_fwd", "XL", "ours")] == (140.0, 90.0)
