@@ -229,13 +229,15 @@ EARLY_AFFINE_MIN_HIDDEN = 2048
 # each, us (runs 86-87):
 # - 131072x16384 (single 16384 at 8 warps): 2093.5-2095.7 -> 2058.5-2063.3 and 2108.9-2113.7 ->
 #   2073.1-2074.3 (96 -> 98% of copy; same 127 registers a thread, offline ptxas).
-# - 32768x14336 (looped 2048 at 8 warps): 474.7-477.5 -> 465.1-465.8 (one reading 533.2).
+# - 32768x14336 (looped 2048 at 8 warps): 474.7-477.5 -> 465.1-465.8 (one reading 533.2); run 88,
+#   five alternating readings: 472.4-472.8 -> 463.7-464.2 (one reading each 481.6 / 499.1).
 # - Lost where it costs occupancy or changes nothing: 4096x8192 single at 8 warps 38.8-39.4 ->
 #   41.7-41.8 (63 -> 76 registers: 4 -> 3 programs an SM), 16384x8192 133.6-134.0 -> 140.3-140.4,
 #   2048x4096 14.3 -> 14.8-15.4, 8192x7168 63.3-63.6 -> 70.7-71.2, 32768x12288 (8192 + 4096)
 #   387.0-387.8 -> 389.5-389.9, 16384x18432 (looped) 317.9-318.2 -> 320.2-329.2; 8192x5120 and decode
-#   rows within 0.5 us either way. Read twice with the shift (looped kernel on one chunk, as
-#   READ_TWICE_FWD) lost at every width: 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192 171.3-177.9.
+#   rows within 0.5 us either way. Read twice with the shift (run 87: the looped kernel on one chunk,
+#   before ONE_CHUNK) lost at every width, 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192
+#   171.3-177.9; READ_TWICE_FWD has the later runs, which took it at 16384.
 SHIFTED_STATS_FWD = (14336, 16384)
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
