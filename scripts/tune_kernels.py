@@ -999,6 +999,52 @@ def _liger_forward_resources():
                       f"{compiled.n_spills} | {compiled.metadata.shared} |")
 
 
+SETUP_VARIANTS = ("table", "cache kept", "inputs kept", "both kept")
+
+
+def setup_effects(shapes, rounds=2):
+    """do_bench time of our inference forward and Liger-Kernel's (where installed) under
+    scripts/peer_table.py's setup and without each of its two pieces, to find what in it moves a
+    launch-bound call by ~2 us (runs 83-85). Variants, each reading one do_bench median:
+    - table: fresh inputs from peer_table.measure, then torch.cuda.empty_cache() (the peer table);
+    - cache kept: fresh inputs, no empty_cache;
+    - inputs kept: one set of inputs made before the rounds, empty_cache after each reading;
+    - both kept: one set of inputs, no empty_cache.
+    Each round rotates the providers and the variants (peer_table.measuring_order)."""
+    import statistics
+
+    import peer_table
+
+    print("| cell | shape | provider | variant | readings us | median us |")
+    print("|---|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        for cell in ("rms_fwd", "ln_fwd"):
+            providers = peer_table.select_providers(peer_table._providers(cell), ["ours", "liger"])
+            gen = torch.Generator(device="cuda").manual_seed(rows * 7 + hidden)
+            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
+            w, b = (torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(2))
+            readings = {}
+            for round_index in range(rounds):
+                for name in peer_table.measuring_order(list(providers), round_index):
+                    fn = providers[name]
+                    for variant in peer_table.measuring_order(list(SETUP_VARIANTS), round_index):
+                        if variant in ("table", "cache kept"):
+                            ms = peer_table.measure(cell, rows, hidden, fn)
+                        else:
+                            with torch.no_grad():
+                                ms = triton.testing.do_bench(lambda: fn(x, None, w, b), warmup=25, rep=100,
+                                                             return_mode="median")
+                        if variant in ("table", "inputs kept"):
+                            torch.cuda.empty_cache()
+                        readings.setdefault((name, variant), []).append(ms * 1e3)
+            for (name, variant), values in readings.items():
+                listed = ", ".join(f"{v:.1f}" for v in values)
+                print(f"| {cell} | {rows}x{hidden} | {name} | {variant} | {listed} | {statistics.median(values):.1f} |",
+                      flush=True)
+            del x, w, b
+            torch.cuda.empty_cache()
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -1023,7 +1069,8 @@ PROBES = {
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("probe", choices=list(PROBES) + ["inductor", "backward_ab", "forward_ab"])
+    parser.add_argument("probe",
+                        choices=list(PROBES) + ["inductor", "backward_ab", "forward_ab", "setup_effects"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
@@ -1033,7 +1080,7 @@ def main():
                              "[/separate]]; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
-                        help="backward_ab / forward_ab: alternating readings of each launch")
+                        help="backward_ab / forward_ab / setup_effects: alternating readings of each launch")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
@@ -1047,6 +1094,8 @@ def main():
     if args.probe == "forward_ab":
         forward_ab(args.candidates.split(","), args.rounds)
         return kernel_resources() if args.then_resources else None
+    if args.probe == "setup_effects":
+        return setup_effects([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.rounds)
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:
         return probe()
