@@ -709,7 +709,8 @@ def forward_ab(candidates, rounds=2):
             base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
         label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
                  f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}"
-                 f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}")
+                 f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}"
+                 f"{f'/o{base.out_block_n}' if getattr(base, 'out_block_n', 0) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
                    [(label, None)] + launches, rounds)
