@@ -6,7 +6,7 @@ machine without a GPU.
         layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16]
 
 A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH as
-``tune_kernels.py backward_ab`` reads it: ``TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]``.
+``tune_kernels.py backward_ab`` reads it: ``TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]``.
 The kernel is compiled by Triton as a launch would specialize it (16-byte aligned pointers, row
 strides divisible by 16 when the width is) and its PTX is run through Triton's ptxas with ``-v``.
 With the device's Triton version the counts match what the H200 reports: run 72 read the same
@@ -47,14 +47,17 @@ def parse_spec(spec: str, dtype: torch.dtype) -> tuple[str, int, int, lc.Backwar
     if not launch:
         return op, rows, hidden, lc._backward_shape(hidden, op == "rms_norm", dtype, False)
     tiles, warps, stages, operands, *options = launch.split("/")
-    if set(options) - {"reload", "masked", "separate"} or not warps.startswith("w") or not stages.startswith("s"):
-        raise SystemExit(f"spec {spec!r}: expected LAUNCH as TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]")
+    unknown = set(options) - {"reload", "masked", "separate", "affine"}
+    if unknown or not warps.startswith("w") or not stages.startswith("s"):
+        raise SystemExit(f"spec {spec!r}: expected LAUNCH as "
+                         "TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]")
     if operands not in lc.DxOperands.__members__:
         raise SystemExit(f"spec {spec!r}: OPERANDS must be one of {', '.join(lc.DxOperands.__members__)}")
     widths = [int(t) for t in tiles.split("+")] + [0, 0]
     cfg = lc.BackwardLaunch(widths[0], lc._rows_per_program(widths[0]), int(warps[1:]), False, 0, 0, int(stages[1:]),
                             lc.DxOperands[operands], tuple(widths[1:3]), keep_masks="masked" in options,
-                            reload_weight="reload" in options, joint_sums="separate" not in options)
+                            reload_weight="reload" in options, joint_sums="separate" not in options,
+                            affine_dx="affine" in options)
     return op, rows, hidden, cfg
 
 
@@ -73,7 +76,7 @@ def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dt
         IS_RMS=op == "rms_norm", HAS_DRES=False, HAS_WEIGHT=True, COMPUTE_DW=True, COMPUTE_DB=op == "layer_norm",
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
         BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(rows, hidden),
-        RELOAD_W=cfg.reload_weight, JOINT_SUMS=cfg.joint_sums,
+        RELOAD_W=cfg.reload_weight, JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and dtype.itemsize <= 2,
     )
     constexprs = {name: value for name, value in constexprs.items() if name in kernel.arg_names}
     signature = {}
@@ -123,13 +126,14 @@ def describe(cfg: lc.BackwardLaunch, rows: int, hidden: int) -> str:
         return f"looped {cfg.block_n}/w{cfg.num_warps}/s{cfg.row_stages}"
     tiles = "+".join(str(t) for t in (cfg.block_n, *cfg.tail_n) if t)
     options = [name for name, on in (("reload", cfg.reload_weight), ("masked", cfg.masked(rows, hidden)),
-                                     ("separate", not cfg.joint_sums)) if on]
+                                     ("separate", not cfg.joint_sums), ("affine", cfg.affine_dx)) if on]
     return "/".join([tiles, f"w{cfg.num_warps}", f"s{cfg.row_stages}", cfg.dx_operands.name, *options])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("specs", nargs="+", help="op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]]")
+    parser.add_argument("specs", nargs="+",
+                        help="op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]]")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)

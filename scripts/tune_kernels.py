@@ -562,8 +562,9 @@ FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add
 
 
 def _parse_backward_candidate(spec):
-    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]`` (TILES: "16384+2048";
-    separate: LayerNorm's two row sums by one tl.sum each) for a single-pass launch, or
+    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]`` (TILES:
+    "16384+2048"; separate: LayerNorm's two row sums by one tl.sum each; affine: dx from per-row
+    coefficients, BackwardLaunch.affine_dx) for a single-pass launch, or
     ``op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES`` for the looped kernel ->
     (op, rows, hidden, label, BackwardLaunch) bypassing the tables."""
     head, _, launch = spec.partition("=")
@@ -582,15 +583,17 @@ def _parse_backward_candidate(spec):
                                 lc.DxOperands.HELD_FP32)
         return op, rows, hidden, launch, cfg
     tiles, warps, stages, operands, *options = launch.split("/")
-    unknown = set(options) - {"reload", "masked", "separate"}
+    unknown = set(options) - {"reload", "masked", "separate", "affine"}
     if op not in ("rms_norm", "layer_norm") or unknown or not warps.startswith("w") or not stages.startswith("s"):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
-                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate]")
+                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]")
     widths = tuple(int(t) for t in tiles.split("+")) + (0, 0)
     cfg = _single_pass_launch(rows, hidden, int(warps[1:]), 1, int(stages[1:]), lc.DxOperands[operands], widths[:3])
     cfg = dataclasses.replace(cfg, reload_weight="reload" in options, keep_masks="masked" in options)
     if "separate" in options:  # named only when asked, so the script still runs against older packages
         cfg = dataclasses.replace(cfg, joint_sums=False)
+    if "affine" in options:
+        cfg = dataclasses.replace(cfg, affine_dx=True)
     return op, rows, hidden, launch, cfg
 
 
@@ -641,7 +644,8 @@ def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
         label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
                  f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"
                  f"{'/masked' if base.masked(rows, hidden) else ''}"
-                 f"{'' if getattr(base, 'joint_sums', True) else '/separate'}")
+                 f"{'' if getattr(base, 'joint_sums', True) else '/separate'}"
+                 f"{'/affine' if getattr(base, 'affine_dx', False) else ''}")
         _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, 5 * rows * hidden * 2, "backward_launch",
                    [(label, None)] + launches, rounds)
         del step, leaves
@@ -1078,7 +1082,7 @@ def main():
     parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
     parser.add_argument("--candidates", default="",
                         help="backward_ab: comma-separated op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]"
-                             "[/separate]]; "
+                             "[/separate][/affine]]; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
                         help="backward_ab / forward_ab / setup_effects: alternating readings of each launch")

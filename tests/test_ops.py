@@ -758,11 +758,12 @@ def test_split_tiles_cover_the_row_with_at_most_three_powers_of_two():
         assert sum(tiles) <= max(64, 1 << (hidden - 1).bit_length())
 
 
-def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=True):
+def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=True, affine_dx=False):
     """Launch the forward as ``fwd`` and the backward on the same tiles and row blocks (looped if
     ``fwd`` is), two row blocks a strip (so strips hold whole blocks, as the table's launches do),
-    2 row stages, dx taken from ``operands``, w held or read again per row (``reload_weight``) and
-    LayerNorm's row sums reduced together or apart (``joint_sums``)."""
+    2 row stages, dx taken from ``operands``, w held or read again per row (``reload_weight``),
+    LayerNorm's row sums reduced together or apart (``joint_sums``) and dx in the affine form or
+    not (``affine_dx``)."""
     import dataclasses
 
     from trinix_bench.ops import launch_config, normalization
@@ -775,7 +776,7 @@ def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=
                                    block_m=fwd.block_m, rows_per_program=2 * fwd.block_m,
                                    programs=-(-n_rows // (2 * fwd.block_m)),
                                    dx_operands=launch_config.DxOperands[operands], row_stages=2,
-                                   reload_weight=reload_weight, joint_sums=joint_sums)
+                                   reload_weight=reload_weight, joint_sums=joint_sums, affine_dx=affine_dx)
 
     monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
     monkeypatch.setattr(normalization, "backward_launch", backward)
@@ -911,6 +912,31 @@ def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early,
         inputs["residual"] = (steps * ulp_at_offset).to(dtype).requires_grad_(True)
     check_op(op, inputs, grads)
     assert flags == ["rms" not in op and dtype.itemsize == 2, None]  # the backward has no such flag
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows_kind", ["random", "offset"])
+@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
+@pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448)])
+@pytest.mark.parametrize("op", OPS)
+def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype, monkeypatch):
+    # dx = rstd * g - (A * x + B) from per-row coefficients (or from held xhat), and LayerNorm's
+    # xhat = x * rstd - mean * rstd (BackwardLaunch.affine_dx), for every dx source, on one masked
+    # tile and on three tiles covering the row. Offset rows (mean 768, std 1) make A * x and B
+    # nearly cancel: the form's worst case short of a degenerate row.
+    from trinix_bench.ops import launch_config
+
+    fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
+    _force_launches(monkeypatch, fwd, operands, affine_dx=True)
+    flags = _recorded_flags(monkeypatch, "AFFINE_DX")
+    gen = torch.Generator().manual_seed(rows * hidden)
+    x = torch.randn(rows, hidden, generator=gen) + (768.0 if rows_kind == "offset" else 0.5)
+    inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu", x=x.to(dtype))
+    if op.startswith("fused_add") and rows_kind == "offset":  # exact sums, as in the shifted forward's test
+        steps = torch.randint(-4, 5, (rows, hidden), generator=gen).to(torch.float32)
+        inputs["residual"] = (steps * torch.finfo(dtype).eps * 512).to(dtype).requires_grad_(True)
+    check_op(op, inputs, grads)
+    assert flags == [None, True]  # the forward has no such flag
 
 
 def test_exact_cover_says_when_the_kernel_needs_no_masks():

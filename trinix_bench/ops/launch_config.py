@@ -81,6 +81,9 @@ class BackwardLaunch(_Cover):
     keep_masks: bool = False  # masked even when the launch covers the problem exactly
     reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
     joint_sums: bool = True  # single pass, LayerNorm: a row's two sums reduced in one tl.reduce (RowLoop)
+    # single pass, 16-bit rows: dx as two fused multiply-adds an element, from x (or held xhat) and
+    # per-row coefficients, and LayerNorm's xhat as one (the kernel's AFFINE_DX)
+    affine_dx: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

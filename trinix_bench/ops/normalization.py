@@ -415,6 +415,22 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
 
 
 @triton.jit
+def _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, g, v, a, b, rstd, rows64, cols, mask,
+                     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, MASKED: tl.constexpr):
+    """dx = g * rstd - (v * a + b) with per-row a and b (b = 0 for RMSNorm): _store_dx's
+    rstd * (g - xhat * c1 - c2) as two fused multiply-adds an element instead of three operations,
+    from v = xhat (a = c1 * rstd, b = c2 * rstd) or from v = x itself (a = c1 * rstd^2,
+    b = c2 * rstd - a * mean), so a row held or read again needs no xhat rebuilt."""
+    if IS_RMS:
+        dx = g * rstd[:, None] - v * a[:, None]
+    else:
+        dx = g * rstd[:, None] - (v * a[:, None] + b[:, None])
+    if HAS_DRES:
+        dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
+    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
+
+
+@triton.jit
 def _row_sums(gx, g, IS_RMS: tl.constexpr, JOINT: tl.constexpr):
     """Per row of a tile, (sum of g * xhat, sum of g); RMSNorm needs only the first (0 for the
     second). With JOINT, LayerNorm reduces both in one tl.reduce: the two sums share one exchange
@@ -432,7 +448,8 @@ def _row_sums(gx, g, IS_RMS: tl.constexpr, JOINT: tl.constexpr):
 def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, rows64, cols, col_mask, mask, mean,
                      rstd, c1, c2, dw_acc, db_acc, IS_RMS: tl.constexpr, HAS_WEIGHT: tl.constexpr,
                      COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr, DX_OPERANDS: tl.constexpr,
-                     MASKED: tl.constexpr, RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr):
+                     MASKED: tl.constexpr, RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr,
+                     AFFINE_DX: tl.constexpr):
     """One tile of a row block: load x and dy, add the tile's row sums of g * xhat and of g (g = dy * w';
     w' as _tile_scale gives it; _row_sums) to c1 and c2 and dy * xhat, dy to the dw / db sums; return
     (x as loaded, dy as loaded, xhat, g, c1, c2, the dw and db sums). Unless dx takes them from fp32
@@ -444,7 +461,12 @@ def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, 
     x_raw = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, eviction)
     dy_raw = _load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask, MASKED, eviction)
     # (masked lanes: 0, so they add nothing to the sums; RMSNorm passes a zero mean)
-    xhat = _centred(x_raw.to(tl.float32), mask, mean, False, MASKED) * rstd[:, None]
+    if IS_RMS:
+        xhat = x_raw.to(tl.float32) * rstd[:, None]
+    elif AFFINE_DX:  # x * rstd - mean * rstd: one fused multiply-add; masked lanes meet dy = 0
+        xhat = x_raw.to(tl.float32) * rstd[:, None] - (mean * rstd)[:, None]
+    else:
+        xhat = _centred(x_raw.to(tl.float32), mask, mean, False, MASKED) * rstd[:, None]
     dy = dy_raw.to(tl.float32)
     if COMPUTE_DW:
         dw_acc += dy * xhat
@@ -459,12 +481,23 @@ def _bwd_tile_reduce(dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w_held, offset, 
 def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w_held, offset,
                  x_raw, dy_raw, xhat, g, mean, rstd, c1, c2, rows64, cols, col_mask, mask,
                  IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, DX_OPERANDS: tl.constexpr,
-                 MASKED: tl.constexpr, RELOAD_W: tl.constexpr):
+                 MASKED: tl.constexpr, RELOAD_W: tl.constexpr, AFFINE_DX: tl.constexpr):
     """dx of one tile once the row's c1 and c2 are known, from the operands DX_OPERANDS names (w' as
-    _tile_scale gives it, where g was not held)."""
-    if DX_OPERANDS == 0:  # HELD_FP32: xhat and g stayed in registers
+    _tile_scale gives it, where g was not held); with AFFINE_DX through _store_dx_affine."""
+    if DX_OPERANDS == 0 and AFFINE_DX:  # HELD_FP32: xhat and g stayed in registers
+        _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1 * rstd, c2 * rstd, rstd, rows64, cols,
+                         mask, IS_RMS, HAS_DRES, MASKED)
+    elif DX_OPERANDS == 0:
         _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
                   IS_RMS, HAS_DRES, MASKED)
+    elif AFFINE_DX:
+        if DX_OPERANDS == 1:  # RELOADED
+            x_raw = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, "evict_first")
+            dy_raw = _load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask, MASKED, "evict_first")
+        a = c1 * rstd * rstd
+        w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
+        _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, _widen_again(x_raw), a,
+                         c2 * rstd - a * mean, rstd, rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
     else:
         if DX_OPERANDS == 1:  # RELOADED
             x_raw = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, "evict_first")
@@ -485,7 +518,7 @@ def _norm_bwd_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
@@ -505,7 +538,11 @@ def _norm_bwd_kernel(
     RELOAD_W drops w' from that set too: each row block reads it again (from L1/L2) where it is used.
 
     MASKED is False when the tiles cover the columns and the row blocks the rows exactly
-    (BackwardLaunch.exact_cover)."""
+    (BackwardLaunch.exact_cover).
+
+    AFFINE_DX (16-bit rows) computes dx as two fused multiply-adds an element from per-row
+    coefficients (_store_dx_affine) and LayerNorm's xhat as x * rstd - mean * rstd: fewer
+    instructions, which bound LayerNorm's backward."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -540,32 +577,32 @@ def _norm_bwd_kernel(
         x_raw, dy_raw, xhat, g, c1, c2, dw_acc, db_acc = _bwd_tile_reduce(
             dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w, offset, rows64, cols, col_mask, mask, mean, rstd, no_sum,
             no_sum, dw_acc, db_acc, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
-            JOINT_SUMS)
+            JOINT_SUMS, AFFINE_DX)
         if BLOCK_N_2 > 0:
             mask2 = row_mask[:, None] & col_mask2[None, :]
             x_raw2, dy_raw2, xhat2, g2, c1, c2, dw_acc2, db_acc2 = _bwd_tile_reduce(
                 dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w2, offset, rows64, cols2, col_mask2, mask2, mean, rstd,
                 c1, c2, dw_acc2, db_acc2, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
-                JOINT_SUMS)
+                JOINT_SUMS, AFFINE_DX)
         if BLOCK_N_3 > 0:
             mask3 = row_mask[:, None] & col_mask3[None, :]
             x_raw3, dy_raw3, xhat3, g3, c1, c2, dw_acc3, db_acc3 = _bwd_tile_reduce(
                 dy_ptr, dy_stride, x_ptr, x_stride, w_ptr, w3, offset, rows64, cols3, col_mask3, mask3, mean, rstd,
                 c1, c2, dw_acc3, db_acc3, IS_RMS, HAS_WEIGHT, COMPUTE_DW, COMPUTE_DB, DX_OPERANDS, MASKED, RELOAD_W,
-                JOINT_SUMS)
+                JOINT_SUMS, AFFINE_DX)
         c1 = c1 / n_cols
         c2 = c2 / n_cols
         _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w, offset,
                      x_raw, dy_raw, xhat, g, mean, rstd, c1, c2, rows64, cols, col_mask, mask,
-                     IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
+                     IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W, AFFINE_DX)
         if BLOCK_N_2 > 0:
             _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w2,
                          offset, x_raw2, dy_raw2, xhat2, g2, mean, rstd, c1, c2, rows64, cols2, col_mask2, mask2,
-                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
+                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W, AFFINE_DX)
         if BLOCK_N_3 > 0:
             _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_ptr, dx_stride, w_ptr, w3,
                          offset, x_raw3, dy_raw3, xhat3, g3, mean, rstd, c1, c2, rows64, cols3, col_mask3, mask3,
-                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W)
+                         IS_RMS, HAS_DRES, HAS_WEIGHT, DX_OPERANDS, MASKED, RELOAD_W, AFFINE_DX)
     partial = pid.to(tl.int64) * n_cols
     if COMPUTE_DW:
         tl.store(dw_partial_ptr + partial + cols, tl.sum(dw_acc, axis=0), mask=col_mask)
@@ -589,13 +626,13 @@ def _norm_bwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
     rows in the inner one, so each chunk's dw/db sums stay in registers and are stored once.
     DX_OPERANDS, BLOCK_N_2, BLOCK_N_3, RELOAD_W and JOINT_SUMS are unused here: a row's two
-    sums are reduced together once, after its last chunk."""
+    sums are reduced together once, after its last chunk. AFFINE_DX is unused here too."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
@@ -855,7 +892,7 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
         BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
-        JOINT_SUMS=cfg.joint_sums,
+        JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and x2.element_size() <= 2,
     )
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
