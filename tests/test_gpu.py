@@ -45,6 +45,20 @@ def test_shifted_statistics_on_rows_far_from_zero(rows, hidden, dtype):
         check_op("layer_norm", inputs, grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("rows, hidden", [(257, 5120), (129, 8192), (129, 12288), (129, 14336), (1000, 16384),
+                                          (65, 18432)])
+def test_affine_dx_on_rows_far_from_zero(rows, hidden, dtype):
+    # LayerNorm's backward in the affine form (AFFINE_DX_BWD) at each single-pass launch of the
+    # table, on rows of mean 768 and std 1, where A * x and B nearly cancel.
+    from trinix_bench.ops.launch_config import backward_launch
+
+    assert backward_launch(rows, hidden, torch.device(DEVICE), False, dtype).affine_dx
+    x = torch.randn(rows, hidden, device=DEVICE) + 768.0
+    inputs, grads = make_inputs("layer_norm", rows, hidden, dtype, DEVICE, x=x.to(dtype))
+    check_op("layer_norm", inputs, grads)
+
+
 @pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("op", OPS)

@@ -939,6 +939,24 @@ def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype,
     assert flags == [None, True]  # the forward has no such flag
 
 
+def test_backward_affine_dx_by_op_and_dtype(monkeypatch):
+    # The table asks LayerNorm's single pass for the affine dx and RMSNorm's not (AFFINE_DX_BWD);
+    # the launch passes it for 16-bit rows only, and the looped kernel never has it asked.
+    from trinix_bench.ops.launch_config import backward_launch
+
+    cpu = torch.device("cpu")
+    for hidden in (5120, 8192, 12288, 14336, 16384, 18432):
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            layer_norm = backward_launch(4096, hidden, cpu, False, dtype)
+            assert layer_norm.affine_dx == (not layer_norm.looped)
+            assert not backward_launch(4096, hidden, cpu, True, dtype).affine_dx
+    flags = _recorded_flags(monkeypatch, "AFFINE_DX")
+    for dtype in (torch.bfloat16, torch.float32):
+        inputs, grads = make_inputs("layer_norm", 3, 100, dtype, "cpu")
+        check_op("layer_norm", inputs, grads)
+    assert flags == [None, True, None, False]
+
+
 def test_exact_cover_says_when_the_kernel_needs_no_masks():
     from trinix_bench.ops.launch_config import ForwardLaunch
 

@@ -19,10 +19,10 @@ def test_a_bare_shape_takes_the_tables_launch(offline_resources):
     assert (op, rows, hidden) == ("layer_norm", 131072, 16384)
     table = lc.backward_launch(rows, hidden, torch.device("cpu"), False, torch.bfloat16)
     assert cfg == dataclasses.replace(table, programs=0, rows_per_program=0)
-    assert offline_resources.describe(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate"
-    assert offline_resources.describe(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate"
+    assert offline_resources.describe(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate/affine"
+    assert offline_resources.describe(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate/affine"
     _, _, _, fp16 = offline_resources.parse_spec("layer_norm@4096x16384", torch.float16)
-    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED"
+    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED/affine"
     _, _, _, looped = offline_resources.parse_spec("layer_norm@4096x28672", torch.bfloat16)
     assert offline_resources.describe(looped, 4096, 28672) == "looped 4096/w8/s1"
 
@@ -34,11 +34,12 @@ def test_a_launch_spec_names_every_field(offline_resources):
         "rms_norm@8192x5120=4096+1024/w8/s4/HELD_FP32/masked/separate", torch.bfloat16)
     assert (cfg.block_n, cfg.tail_n, cfg.block_m, cfg.num_warps, cfg.row_stages, cfg.dx_operands) == (
         4096, (1024, 0), 1, 8, 4, DxOperands.HELD_FP32)
-    assert (cfg.keep_masks, cfg.reload_weight, cfg.joint_sums, cfg.looped) == (True, False, False, False)
-    _, _, _, plain = offline_resources.parse_spec("layer_norm@64x512=256+128+128/w4/s2/RELOADED/reload",
+    assert (cfg.keep_masks, cfg.reload_weight, cfg.joint_sums, cfg.looped, cfg.affine_dx) == (
+        True, False, False, False, False)
+    _, _, _, plain = offline_resources.parse_spec("layer_norm@64x512=256+128+128/w4/s2/RELOADED/reload/affine",
                                                   torch.float32)
-    assert (plain.tail_n, plain.block_m, plain.reload_weight, plain.joint_sums, plain.keep_masks) == (
-        (128, 128), 16, True, True, False)
+    assert (plain.tail_n, plain.block_m, plain.reload_weight, plain.joint_sums, plain.keep_masks, plain.affine_dx) == (
+        (128, 128), 16, True, True, False, True)
     assert offline_resources.describe(cfg, rows, hidden) == "4096+1024/w8/s4/HELD_FP32/masked/separate"
 
 

@@ -82,7 +82,7 @@ class BackwardLaunch(_Cover):
     reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
     joint_sums: bool = True  # single pass, LayerNorm: a row's two sums reduced in one tl.reduce (RowLoop)
     # single pass, 16-bit rows: dx as two fused multiply-adds an element, from x (or held xhat) and
-    # per-row coefficients, and LayerNorm's xhat as one (the kernel's AFFINE_DX)
+    # per-row coefficients, and LayerNorm's xhat as one (the kernel's AFFINE_DX; AFFINE_DX_BWD)
     affine_dx: bool = False
 
 
@@ -422,6 +422,22 @@ BACKWARD_SINGLE_PASS = {
     (False, torch.float16): (_HELD_FP32_TO_8192, (16384, RowLoop(2, DxOperands.RELOADED))),
     (False, torch.float32): (_HELD_FP32_TO_8192,),
 }
+# The single-pass backward's dx as two fused multiply-adds an element, by op (is_rms; 16-bit rows
+# only, see below): dx = rstd * g - (A * x + B) with per-row A = c1 * rstd^2, B = c2 * rstd -
+# A * mean where x is read again or held narrow, so no xhat is rebuilt for dx, and LayerNorm's
+# xhat = x * rstd - mean * rstd. LayerNorm's backward is bound by instructions, not bytes: with no
+# register spilled (a row split between two programs, run 99) it still read 83% of copy against
+# RMSNorm's 94% on the same launch. backward_ab, run 103, fwd+bwd us (bf16, three alternating
+# readings): LayerNorm 131072x16384 5690.6-5799.5 -> 5514.6-5616.6 (88 -> 90%), 32768x16384
+# 1473.9-1524.8 -> 1417.3-1463.2, 32768x14336 1276.2-1285.0 -> 1227.5-1241.9 (86 -> 89%),
+# 16384x18432 1094.4-1096.6 -> 1023.0-1027.1 (65 -> 69%), 32768x12288 (xhat and g held in fp32)
+# 1009.1-1012.9 -> 1007.5-1007.8; ties at 16384x8192 (357.7-358.6 vs 358.4-358.8) and 8192x5120
+# (within its spread). RMSNorm tied everywhere (131072x16384 5133.5-5139.2 vs 5131.9-5137.9,
+# 16384x8192, 4096x28672) and keeps the form rstd * (g - xhat * c1).
+# The cancellation in A * x + B errs by about eps_fp32 * |mean| / std of dx, the order the saved
+# mean's own rounding already puts into x - mean; 32-bit rows keep the exact form all the same
+# (the launch passes AFFINE_DX only for 16-bit rows), as their statistics do (SHIFTED_STATS_FWD).
+AFFINE_DX_BWD = {True: False, False: True}
 # The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
 # at 1 / 2 / 3, run 20).
 LOOPED_BWD_ROW_STAGES = 1
@@ -541,7 +557,7 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
     split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if sixteen_bit and not force_looped else None
     if split is not None:  # may pass the padded tile's single-pass limit (18432 = 16384 + 2048)
         _, _, warps, loop = split
-        return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop)
+        return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop, is_rms)
     if hidden > MAX_SINGLE_PASS_BWD[is_rms, sixteen_bit] or force_looped:
         _, chunk, warps, per_sm = _row_for(hidden, LOOPED_BWD)
         return BackwardLaunch(chunk, 1, warps, True, 0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32,
@@ -551,15 +567,16 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
     _, loop = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms, row_dtype])
     tile = block_n // loop.equal_tiles
     tiles = (tile, tile if loop.equal_tiles == 2 else 0, 0)
-    return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop)
+    return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop, is_rms)
 
 
-def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> BackwardLaunch:
+def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop, is_rms: bool) -> BackwardLaunch:
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
                           tiles[1:], programs_per_sm=BACKWARD_PROGRAMS_PER_SM[False], keep_masks=loop.keep_masks,
-                          reload_weight=loop.reload_weight, joint_sums=loop.joint_sums)
+                          reload_weight=loop.reload_weight, joint_sums=loop.joint_sums,
+                          affine_dx=AFFINE_DX_BWD[is_rms])
 
 
 @functools.lru_cache(maxsize=1024)
