@@ -914,7 +914,7 @@ def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early,
     assert flags == ["rms" not in op and dtype.itemsize == 2, None]  # the backward has no such flag
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
 @pytest.mark.parametrize("rows_kind", ["random", "offset"])
 @pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
 @pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448)])
@@ -923,9 +923,12 @@ def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype,
     # dx = rstd * g - (A * x + B) from per-row coefficients (or from held xhat), and LayerNorm's
     # xhat = x * rstd - mean * rstd (BackwardLaunch.affine_dx), for every dx source, on one masked
     # tile and on three tiles covering the row. Offset rows (mean 768, std 1) make A * x and B
-    # nearly cancel: the form's worst case short of a degenerate row.
+    # nearly cancel: the form's worst case short of a degenerate row. 32-bit rows keep the exact
+    # form though the launch asks for it.
     from trinix_bench.ops import launch_config
 
+    if rows_kind == "offset" and dtype == torch.float32:
+        pytest.skip("fp32's own x - mean at mean / std 768 errs by ~3e-5 (the exact form too), past its 1e-5")
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, operands, affine_dx=True)
     flags = _recorded_flags(monkeypatch, "AFFINE_DX")
@@ -936,25 +939,26 @@ def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype,
         steps = torch.randint(-4, 5, (rows, hidden), generator=gen).to(torch.float32)
         inputs["residual"] = (steps * torch.finfo(dtype).eps * 512).to(dtype).requires_grad_(True)
     check_op(op, inputs, grads)
-    assert flags == [None, True]  # the forward has no such flag
+    assert flags == [None, dtype.itemsize == 2]  # the forward has no such flag
 
 
-def test_backward_affine_dx_by_op_and_dtype(monkeypatch):
-    # The table asks LayerNorm's single pass for the affine dx and RMSNorm's not (AFFINE_DX_BWD);
-    # the launch passes it for 16-bit rows only, and the looped kernel never has it asked.
+def test_backward_affine_dx_by_width_and_dtype(monkeypatch):
+    # The tables take the affine dx for LayerNorm's 16-bit rows of 14336 and 18432 columns and
+    # bf16's of 16384 (fp16's single 16384 tile spilled and lost, run 104); not at 5120, 8192 or
+    # 12288, nor for RMSNorm or 32-bit rows. A call through the table passes the flag on.
     from trinix_bench.ops.launch_config import backward_launch
 
     cpu = torch.device("cpu")
+    bf16, fp16 = torch.bfloat16, torch.float16
+    affine = {(14336, bf16), (14336, fp16), (16384, bf16), (18432, bf16), (18432, fp16)}
     for hidden in (5120, 8192, 12288, 14336, 16384, 18432):
-        for dtype in (torch.bfloat16, torch.float16, torch.float32):
-            layer_norm = backward_launch(4096, hidden, cpu, False, dtype)
-            assert layer_norm.affine_dx == (not layer_norm.looped)
+        for dtype in (bf16, fp16, torch.float32):
+            assert backward_launch(4096, hidden, cpu, False, dtype).affine_dx == ((hidden, dtype) in affine)
             assert not backward_launch(4096, hidden, cpu, True, dtype).affine_dx
     flags = _recorded_flags(monkeypatch, "AFFINE_DX")
-    for dtype in (torch.bfloat16, torch.float32):
-        inputs, grads = make_inputs("layer_norm", 3, 100, dtype, "cpu")
-        check_op("layer_norm", inputs, grads)
-    assert flags == [None, True, None, False]
+    inputs, grads = make_inputs("layer_norm", 2, 14336, bf16, "cpu")
+    check_op("layer_norm", inputs, grads)
+    assert flags == [None, True]
 
 
 def test_exact_cover_says_when_the_kernel_needs_no_masks():

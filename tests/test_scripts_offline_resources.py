@@ -22,7 +22,7 @@ def test_a_bare_shape_takes_the_tables_launch(offline_resources):
     assert offline_resources.describe(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate/affine"
     assert offline_resources.describe(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate/affine"
     _, _, _, fp16 = offline_resources.parse_spec("layer_norm@4096x16384", torch.float16)
-    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED/affine"
+    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED"
     _, _, _, looped = offline_resources.parse_spec("layer_norm@4096x28672", torch.bfloat16)
     assert offline_resources.describe(looped, 4096, 28672) == "looped 4096/w8/s1"
 

@@ -82,7 +82,7 @@ class BackwardLaunch(_Cover):
     reload_weight: bool = False  # single pass: each row reads w again instead of holding it in registers
     joint_sums: bool = True  # single pass, LayerNorm: a row's two sums reduced in one tl.reduce (RowLoop)
     # single pass, 16-bit rows: dx as two fused multiply-adds an element, from x (or held xhat) and
-    # per-row coefficients, and LayerNorm's xhat as one (the kernel's AFFINE_DX; AFFINE_DX_BWD)
+    # per-row coefficients, and LayerNorm's xhat as one (the kernel's AFFINE_DX; RowLoop)
     affine_dx: bool = False
 
 
@@ -100,6 +100,14 @@ class RowLoop:
     # between warps, instead of one tl.sum each (more values live at once: may spill where the
     # registers are already full)
     joint_sums: bool = True
+    # 16-bit rows: dx = rstd * g - (A * x + B) from per-row A = c1 * rstd^2, B = c2 * rstd -
+    # A * mean (no xhat rebuilt where x is read again or held narrow; two fused multiply-adds
+    # from held xhat), and LayerNorm's xhat = x * rstd - mean * rstd: fewer instructions, which
+    # bound LayerNorm's backward. The cancellation in A * x + B errs by about eps_fp32 * |mean| /
+    # std of dx, the order the saved mean's own rounding already puts into x - mean; 32-bit rows
+    # keep the exact form all the same (the launch passes AFFINE_DX for 16-bit rows only), as
+    # their statistics do (SHIFTED_STATS_FWD).
+    affine_dx: bool = False
 
     def __post_init__(self):
         if self.equal_tiles not in (1, 2):  # the kernel holds at most three tiles; tables use one or two
@@ -298,6 +306,12 @@ SPLIT_TILE_FWD = {
 #   5120 (4 warps) keeps one tl.sum each, the code it had: joint sums moved it within its spread,
 #   slower across packages (run 69: 143.0-161.0 us against 141.2-141.6 in 7 of 8 readings), faster
 #   or tied alternating in one process (runs 70-71: 135.8-146.7 against 140.6-143.6).
+# - Runs 103-104 (RowLoop.affine_dx, backward_ab, three alternating readings, us): LayerNorm
+#   32768x14336 bf16 1276.2-1285.0 -> 1227.5-1241.9 (86 -> 89% of copy), fp16 1316.7-1323.7 ->
+#   1277.6-1277.9 in two readings (1328.2 in the third); 16384x18432 bf16 1094.4-1096.6 ->
+#   1023.0-1027.1 (65 -> 69%), fp16 1005.5-1010.2 -> 991.3-993.1 in two (1123.4 in the third).
+#   Not taken: 12288 (1009.1-1012.9 -> 1007.5-1007.8, bf16 only), 5120 (run 104: 142.0-150.2 ->
+#   147.3-154.9, each reading behind its pair), RMSNorm (ties: 4096x28672 398.6-399.0 vs 397.4-398.0).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
@@ -307,8 +321,8 @@ SPLIT_TILE_BWD = {
            (32768, 0.875, 16, RowLoop(1, DxOperands.RELOADED, reload_weight=True))),
     False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32, joint_sums=False)),
             (16384, 0.75, 16, RowLoop(3, DxOperands.HELD_FP32, reload_weight=True)),
-            (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
-            (32768, 0.5625, 16, RowLoop(2, DxOperands.RELOADED, reload_weight=True))),
+            (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED, affine_dx=True)),
+            (32768, 0.5625, 16, RowLoop(2, DxOperands.RELOADED, reload_weight=True, affine_dx=True))),
 }
 
 # Chunk width of the looped backward: same sweep, 4096-column chunks at 8 warps beat 8192 at 16
@@ -409,6 +423,15 @@ LOOPED_BWD = (
 #   without (offline ptxas), and keeps one tl.sum each: 5808.6-5830.7 us. Variants not kept, with
 #   the two tiles' lanes added before the reduction: joint 7356.8-7372.1, separate 6021.0-6031.2;
 #   two tiles read again at 1 stage, joint sums (no spill): 6090.4-6094.2.
+# - Runs 99, 103-104 (RowLoop.affine_dx): LayerNorm's backward is bound by instructions, not
+#   bytes: a row split between two programs so that nothing spilled (run 99, not kept: the
+#   partner's half read again from L2) still read 83% of copy at 131072x16384 where RMSNorm read
+#   94% on the same launch. The affine dx, fwd+bwd us (three alternating readings): bf16
+#   131072x16384 5690.6-5799.5 -> 5514.6-5616.6 (88 -> 90%; run 104: 5703.0-5763.3 ->
+#   5530.5-5537.9, 91%), 32768x16384 1473.9-1524.8 -> 1417.3-1463.2 (85 -> 88%). fp16's single
+#   16384 tile lost (run 104: 6039.9-6048.6 -> 6625.2-6639.0; 84 bytes a thread spilled, offline
+#   ptxas). The 8192 tile tied (16384x8192 357.7-358.6 vs 358.4-358.8), as did RMSNorm
+#   (131072x16384 5133.5-5139.2 vs 5131.9-5137.9; 16384x8192 339.8-340.4 vs 339.3-339.7).
 # (is_rms, the rows' dtype: bfloat16, float16, float32 for every other) -> ((largest block_n, RowLoop), ...)
 _HELD_FP32_TO_8192 = (8192, RowLoop(3, DxOperands.HELD_FP32))
 _RMS_16K_16_BIT = (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True))
@@ -418,26 +441,10 @@ BACKWARD_SINGLE_PASS = {
     (True, torch.float32): (_HELD_FP32_TO_8192, (16384, RowLoop(1, DxOperands.HELD_NARROW))),
     (False, torch.bfloat16): (_HELD_FP32_TO_8192,
                               (16384, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True, equal_tiles=2,
-                                              joint_sums=False))),
+                                              joint_sums=False, affine_dx=True))),
     (False, torch.float16): (_HELD_FP32_TO_8192, (16384, RowLoop(2, DxOperands.RELOADED))),
     (False, torch.float32): (_HELD_FP32_TO_8192,),
 }
-# The single-pass backward's dx as two fused multiply-adds an element, by op (is_rms; 16-bit rows
-# only, see below): dx = rstd * g - (A * x + B) with per-row A = c1 * rstd^2, B = c2 * rstd -
-# A * mean where x is read again or held narrow, so no xhat is rebuilt for dx, and LayerNorm's
-# xhat = x * rstd - mean * rstd. LayerNorm's backward is bound by instructions, not bytes: with no
-# register spilled (a row split between two programs, run 99) it still read 83% of copy against
-# RMSNorm's 94% on the same launch. backward_ab, run 103, fwd+bwd us (bf16, three alternating
-# readings): LayerNorm 131072x16384 5690.6-5799.5 -> 5514.6-5616.6 (88 -> 90%), 32768x16384
-# 1473.9-1524.8 -> 1417.3-1463.2, 32768x14336 1276.2-1285.0 -> 1227.5-1241.9 (86 -> 89%),
-# 16384x18432 1094.4-1096.6 -> 1023.0-1027.1 (65 -> 69%), 32768x12288 (xhat and g held in fp32)
-# 1009.1-1012.9 -> 1007.5-1007.8; ties at 16384x8192 (357.7-358.6 vs 358.4-358.8) and 8192x5120
-# (within its spread). RMSNorm tied everywhere (131072x16384 5133.5-5139.2 vs 5131.9-5137.9,
-# 16384x8192, 4096x28672) and keeps the form rstd * (g - xhat * c1).
-# The cancellation in A * x + B errs by about eps_fp32 * |mean| / std of dx, the order the saved
-# mean's own rounding already puts into x - mean; 32-bit rows keep the exact form all the same
-# (the launch passes AFFINE_DX only for 16-bit rows), as their statistics do (SHIFTED_STATS_FWD).
-AFFINE_DX_BWD = {True: False, False: True}
 # The looped backward's inner loops: 2-3 stages lose or tie (LayerNorm 32768x12288: 60 / 56 / 52%
 # at 1 / 2 / 3, run 20).
 LOOPED_BWD_ROW_STAGES = 1
@@ -557,7 +564,7 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
     split = _split_row(hidden, SPLIT_TILE_BWD[is_rms]) if sixteen_bit and not force_looped else None
     if split is not None:  # may pass the padded tile's single-pass limit (18432 = 16384 + 2048)
         _, _, warps, loop = split
-        return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop, is_rms)
+        return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop)
     if hidden > MAX_SINGLE_PASS_BWD[is_rms, sixteen_bit] or force_looped:
         _, chunk, warps, per_sm = _row_for(hidden, LOOPED_BWD)
         return BackwardLaunch(chunk, 1, warps, True, 0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32,
@@ -567,16 +574,15 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
     _, loop = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms, row_dtype])
     tile = block_n // loop.equal_tiles
     tiles = (tile, tile if loop.equal_tiles == 2 else 0, 0)
-    return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop, is_rms)
+    return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop)
 
 
-def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop, is_rms: bool) -> BackwardLaunch:
+def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> BackwardLaunch:
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
                           tiles[1:], programs_per_sm=BACKWARD_PROGRAMS_PER_SM[False], keep_masks=loop.keep_masks,
-                          reload_weight=loop.reload_weight, joint_sums=loop.joint_sums,
-                          affine_dx=AFFINE_DX_BWD[is_rms])
+                          reload_weight=loop.reload_weight, joint_sums=loop.joint_sums, affine_dx=loop.affine_dx)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -542,7 +542,7 @@ def _norm_bwd_kernel(
 
     AFFINE_DX (16-bit rows) computes dx as two fused multiply-adds an element from per-row
     coefficients (_store_dx_affine) and LayerNorm's xhat as x * rstd - mean * rstd: fewer
-    instructions, which bound LayerNorm's backward (launch_config.AFFINE_DX_BWD)."""
+    instructions, which bound LayerNorm's backward (launch_config.RowLoop.affine_dx)."""
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
