@@ -61,8 +61,10 @@ def parse_spec(spec: str, dtype: torch.dtype) -> tuple[str, int, int, lc.Backwar
     return op, rows, hidden, cfg
 
 
-def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype):
-    """The compiled backward kernel for sm_90 (Triton's CompiledKernel)."""
+def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype,
+                     residual_grad: bool = False):
+    """The compiled backward kernel for sm_90 (Triton's CompiledKernel); ``residual_grad``: as the
+    fused ops' backward compiles it when residual_out has a gradient (HAS_DRES)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.backends.nvidia.compiler import CUDABackend
@@ -73,7 +75,7 @@ def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dt
     kernel = nz._norm_bwd_looped_kernel if cfg.looped else nz._norm_bwd_kernel
     target = GPUTarget("cuda", 90, 32)
     constexprs = dict(
-        IS_RMS=op == "rms_norm", HAS_DRES=False, HAS_WEIGHT=True, COMPUTE_DW=True, COMPUTE_DB=op == "layer_norm",
+        IS_RMS=op == "rms_norm", HAS_DRES=residual_grad, HAS_WEIGHT=True, COMPUTE_DW=True, COMPUTE_DB=op == "layer_norm",
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
         BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(rows, hidden),
         RELOAD_W=cfg.reload_weight, JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and dtype.itemsize <= 2,
@@ -135,13 +137,15 @@ def main():
     parser.add_argument("specs", nargs="+",
                         help="op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]]")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--residual-grad", action="store_true",
+                        help="compile as the fused ops' backward with residual_out's gradient (HAS_DRES)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     print("| spec | launch | regs | spill stores / loads B | shared B |")
     print("|---|---|---|---|---|")
     for spec in args.specs:
         op, rows, hidden, cfg = parse_spec(spec, dtype)
-        compiled = compile_backward(op, rows, hidden, cfg, dtype)
+        compiled = compile_backward(op, rows, hidden, cfg, dtype, args.residual_grad)
         registers, stores, loads = ptxas_resources(compiled.asm["ptx"])
         print(f"| {spec} | {describe(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
               f"{compiled.metadata.shared} |", flush=True)

@@ -79,11 +79,23 @@ def _print_profile(fn, calls, top):
 
 def _training_step(op, rows, hidden, dtype=torch.bfloat16):
     """(fwd+bwd call on fresh leaves, bf16 unless ``dtype`` says, through the Triton kernels, the
-    leaves to reset)."""
+    leaves to reset). The fused ops' backward gets gradients for both outputs, y and residual_out,
+    as in a residual stream."""
     x = torch.randn(rows, hidden, device="cuda", dtype=dtype, requires_grad=True)
     w = torch.randn(hidden, device="cuda", dtype=dtype, requires_grad=True)
     b = torch.randn(hidden, device="cuda", dtype=dtype, requires_grad=True)
     dy = torch.randn_like(x)
+    if op.startswith("fused_add_"):
+        residual = torch.randn_like(x, requires_grad=True)
+        dres = torch.randn_like(x)
+        is_rms = op == "fused_add_rms_norm"
+        params = (w,) if is_rms else (w, b)
+
+        def step():
+            outputs = getattr(tb, op)(x, residual, *params, backend="triton")
+            torch.autograd.backward(outputs, (dy, dres))
+
+        return step, [x, residual, *params]
     if op == "rms_norm":
         return (lambda: tb.rms_norm(x, w, backend="triton").backward(dy)), [x, w]
     return (lambda: tb.layer_norm(x, w, b, backend="triton").backward(dy)), [x, w, b]
@@ -572,7 +584,7 @@ def _parse_backward_candidate(spec):
     rows, hidden = (int(v) for v in shape.split("x"))
     if launch.startswith("looped/"):
         parts = launch.split("/")
-        if (op not in ("rms_norm", "layer_norm") or len(parts) != 5 or not parts[1].isdigit()
+        if (op not in BACKWARD_AB_OPS or len(parts) != 5 or not parts[1].isdigit()
                 or [p[:1] for p in parts[2:]] != ["w", "p", "s"] or not all(p[1:].isdigit() for p in parts[2:])):
             raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
                              "op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
@@ -584,7 +596,7 @@ def _parse_backward_candidate(spec):
         return op, rows, hidden, launch, cfg
     tiles, warps, stages, operands, *options = launch.split("/")
     unknown = set(options) - {"reload", "masked", "separate", "affine"}
-    if op not in ("rms_norm", "layer_norm") or unknown or not warps.startswith("w") or not stages.startswith("s"):
+    if op not in BACKWARD_AB_OPS or unknown or not warps.startswith("w") or not stages.startswith("s"):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
                          "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]")
     widths = tuple(int(t) for t in tiles.split("+")) + (0, 0)
@@ -620,6 +632,12 @@ def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher,
         print(f"| {op} | {rows}x{hidden} | {label} | {'), '.join(values)}) |", flush=True)
 
 
+# op -> (is_rms, elements moved a fwd+bwd per element of x: the fused ops also read the residual
+# and write residual_out forward and read residual_out's gradient backward)
+BACKWARD_AB_OPS = {"rms_norm": (True, 5), "layer_norm": (False, 5), "fused_add_rms_norm": (True, 8),
+                   "fused_add_layer_norm": (False, 8)}
+
+
 def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
     """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
     alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
@@ -640,13 +658,15 @@ def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
     print("|---|---|---|---|")
     for (op, rows, hidden), launches in by_shape.items():
         step, leaves = _training_step(op, rows, hidden, dtype)
-        base = nz.backward_launch(rows, hidden, torch.device("cuda"), op == "rms_norm", dtype)
+        is_rms, elements_moved = BACKWARD_AB_OPS[op]
+        base = nz.backward_launch(rows, hidden, torch.device("cuda"), is_rms, dtype)
         label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
                  f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"
                  f"{'/masked' if base.masked(rows, hidden) else ''}"
                  f"{'' if getattr(base, 'joint_sums', True) else '/separate'}"
                  f"{'/affine' if getattr(base, 'affine_dx', False) else ''}")
-        _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, 5 * rows * hidden * 2, "backward_launch",
+        _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, elements_moved * rows * hidden * 2,
+                   "backward_launch",
                    [(label, None)] + launches, rounds)
         del step, leaves
         torch.cuda.empty_cache()

@@ -35,10 +35,26 @@ def test_a_looped_backward_candidate_names_chunk_warps_grid_and_stages(tune_kern
     assert (few_rows.programs, few_rows.rows_per_program) == (5, 1)
 
 
+def test_a_single_pass_backward_candidate_names_its_options_and_fused_ops(tune_kernels, sms):
+    from trinix_bench.ops import launch_config as lc
+
+    op, rows, hidden, label, cfg = tune_kernels._parse_backward_candidate(
+        "fused_add_layer_norm@4096x16384=8192+8192/w16/s2/HELD_NARROW/reload/separate/affine")
+    assert (op, rows, hidden, label) == ("fused_add_layer_norm", 4096, 16384,
+                                         "8192+8192/w16/s2/HELD_NARROW/reload/separate/affine")
+    assert (cfg.block_n, cfg.tail_n, cfg.num_warps, cfg.row_stages, cfg.dx_operands) == (
+        8192, (8192, 0), 16, 2, lc.DxOperands.HELD_NARROW)
+    assert cfg.reload_weight and not cfg.joint_sums and cfg.affine_dx and not cfg.looped
+    *_, plain = tune_kernels._parse_backward_candidate("rms_norm@4096x8192=8192/w16/s3/HELD_FP32")
+    assert not (plain.reload_weight or plain.affine_dx or plain.keep_masks) and plain.joint_sums
+    with pytest.raises(SystemExit, match="OPERANDS"):
+        tune_kernels._parse_backward_candidate("rms_norm@4096x8192=8192/w16/s3/HELD_FP32/fast")
+
+
 @pytest.mark.parametrize("spec", ["rms_norm@64x65536=looped/8192/w32/p1",  # no stages
                                   "rms_norm@64x65536=looped/8192/w32/s1/p1",  # out of order
                                   "rms_norm@64x65536=looped/wide/w32/p1/s1",
-                                  "fused_add_rms_norm@64x65536=looped/8192/w32/p1/s1"])
+                                  "group_norm@64x65536=looped/8192/w32/p1/s1"])
 def test_a_malformed_looped_candidate_names_the_expected_form(tune_kernels, sms, spec):
     with pytest.raises(SystemExit, match="looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES"):
         tune_kernels._parse_backward_candidate(spec)
