@@ -644,8 +644,8 @@ def test_split_tile_widths_through_the_tables(op, hidden):
 @pytest.mark.parametrize("op", OPS)
 def test_backward_falls_back_to_looped_when_out_of_shared_memory(op, monkeypatch):
     # A device with less shared memory than the H200 the tables were tuned on: the single-pass
-    # launch raises OutOfResources, the looped kernel answers instead, and later calls of that
-    # shape go straight to it.
+    # launch raises OutOfResources at every stage count (the table's 3, then 2, then 1), the
+    # looped kernel answers instead, and later calls of that shape go straight to it.
     from triton.runtime.errors import OutOfResources
 
     from trinix_bench.ops import normalization
@@ -660,13 +660,44 @@ def test_backward_falls_back_to_looped_when_out_of_shared_memory(op, monkeypatch
         return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
 
     monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
-    monkeypatch.setattr(normalization, "_SINGLE_PASS_TOO_BIG", set())
+    monkeypatch.setattr(normalization, "_FITTED_ROW_STAGES", {})
     for _ in range(2):
         inputs, grads = make_inputs(op, 7, 300, torch.float32, "cpu")
         check_op(op, inputs, grads)
     backward_kernels = [k for k in launched if k is not normalization._norm_fwd_kernel]
-    assert backward_kernels == [normalization._norm_bwd_kernel, normalization._norm_bwd_looped_kernel,
-                                normalization._norm_bwd_looped_kernel]
+    single, looped = normalization._norm_bwd_kernel, normalization._norm_bwd_looped_kernel
+    assert backward_kernels == [single, single, single, looped, looped]
+
+
+@pytest.mark.parametrize("op", ["fused_add_rms_norm", "fused_add_layer_norm"])
+def test_backward_stages_fewer_rows_when_the_residual_gradient_does_not_fit(op, monkeypatch):
+    # The fused ops' backward also stages residual_out's gradient: where three row stages then
+    # pass the shared memory (on the H200: 16384 columns, run 106), it takes two and remembers
+    # that for the shape. The unfused op of the same width, which has no such gradient to stage,
+    # keeps its three.
+    from triton.runtime.errors import OutOfResources
+
+    from trinix_bench.ops import normalization
+
+    stages = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+        if kernel is normalization._norm_bwd_kernel:
+            stages.append((constexprs["HAS_DRES"], constexprs["ROW_STAGES"]))
+            if constexprs["HAS_DRES"] and constexprs["ROW_STAGES"] > 2:
+                raise OutOfResources(300000, 232448, "shared memory")
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    monkeypatch.setattr(normalization, "_FITTED_ROW_STAGES", {})
+    for _ in range(2):
+        inputs, grads = make_inputs(op, 7, 300, torch.float32, "cpu")
+        check_op(op, inputs, grads)
+    unfused = op.replace("fused_add_", "")
+    inputs, grads = make_inputs(unfused, 7, 300, torch.float32, "cpu")
+    check_op(unfused, inputs, grads)
+    assert stages == [(True, 3), (True, 2), (True, 2), (False, 3)]
 
 
 def _fake_cuda_launch_setup(monkeypatch, run):
