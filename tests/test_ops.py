@@ -641,32 +641,43 @@ def test_split_tile_widths_through_the_tables(op, hidden):
     check_op(op, inputs, grads)
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_backward_falls_back_to_looped_when_out_of_shared_memory(op, monkeypatch):
-    # A device with less shared memory than the H200 the tables were tuned on: the single-pass
-    # launch raises OutOfResources at every stage count (the table's 3, then 2, then 1), the
-    # looped kernel answers instead, and later calls of that shape go straight to it.
+def _backward_out_of_shared_memory(monkeypatch, too_big):
+    """A stand-in launcher whose single-pass backward raises OutOfResources wherever
+    ``too_big(constexprs)`` says, with no launch remembered as fitting; returns the list it fills
+    with (kernel, HAS_DRES, ROW_STAGES) for every backward launch tried."""
     from triton.runtime.errors import OutOfResources
 
     from trinix_bench.ops import normalization
 
-    launched = []
+    tried = []
     real_launch = normalization._LAUNCHES.launch
 
     def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        launched.append(kernel)
-        if kernel is normalization._norm_bwd_kernel:
+        if kernel is not normalization._norm_fwd_kernel:
+            tried.append((kernel, constexprs["HAS_DRES"], constexprs["ROW_STAGES"]))
+        if kernel is normalization._norm_bwd_kernel and too_big(constexprs):
             raise OutOfResources(300000, 232448, "shared memory")
         return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
 
     monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
     monkeypatch.setattr(normalization, "_FITTED_ROW_STAGES", {})
+    return tried
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_backward_falls_back_to_looped_when_out_of_shared_memory(op, monkeypatch):
+    # A device with less shared memory than the H200 the tables were tuned on: the single-pass
+    # launch raises OutOfResources at every stage count (the table's 3, then 2, then 1), the
+    # looped kernel answers instead, and later calls of that shape go straight to it.
+    from trinix_bench.ops import normalization
+
+    tried = _backward_out_of_shared_memory(monkeypatch, lambda constexprs: True)
     for _ in range(2):
         inputs, grads = make_inputs(op, 7, 300, torch.float32, "cpu")
         check_op(op, inputs, grads)
-    backward_kernels = [k for k in launched if k is not normalization._norm_fwd_kernel]
     single, looped = normalization._norm_bwd_kernel, normalization._norm_bwd_looped_kernel
-    assert backward_kernels == [single, single, single, looped, looped]
+    assert [kernel for kernel, _, _ in tried] == [single, single, single, looped, looped]
+    assert [stages for kernel, _, stages in tried if kernel is single] == [3, 2, 1]
 
 
 @pytest.mark.parametrize("op", ["fused_add_rms_norm", "fused_add_layer_norm"])
@@ -675,29 +686,15 @@ def test_backward_stages_fewer_rows_when_the_residual_gradient_does_not_fit(op, 
     # pass the shared memory (on the H200: 16384 columns, run 106), it takes two and remembers
     # that for the shape. The unfused op of the same width, which has no such gradient to stage,
     # keeps its three.
-    from triton.runtime.errors import OutOfResources
-
-    from trinix_bench.ops import normalization
-
-    stages = []
-    real_launch = normalization._LAUNCHES.launch
-
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        if kernel is normalization._norm_bwd_kernel:
-            stages.append((constexprs["HAS_DRES"], constexprs["ROW_STAGES"]))
-            if constexprs["HAS_DRES"] and constexprs["ROW_STAGES"] > 2:
-                raise OutOfResources(300000, 232448, "shared memory")
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
-
-    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
-    monkeypatch.setattr(normalization, "_FITTED_ROW_STAGES", {})
+    tried = _backward_out_of_shared_memory(
+        monkeypatch, lambda constexprs: constexprs["HAS_DRES"] and constexprs["ROW_STAGES"] > 2)
     for _ in range(2):
         inputs, grads = make_inputs(op, 7, 300, torch.float32, "cpu")
         check_op(op, inputs, grads)
     unfused = op.replace("fused_add_", "")
     inputs, grads = make_inputs(unfused, 7, 300, torch.float32, "cpu")
     check_op(unfused, inputs, grads)
-    assert stages == [(True, 3), (True, 2), (True, 2), (False, 3)]
+    assert [(dres, stages) for _, dres, stages in tried] == [(True, 3), (True, 2), (True, 2), (False, 3)]
 
 
 def _fake_cuda_launch_setup(monkeypatch, run):
