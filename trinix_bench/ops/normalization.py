@@ -403,6 +403,15 @@ def _widen_again(v):
 
 
 @triton.jit
+def _store_dx_value(dx_ptr, dx_stride, dres_ptr, dres_stride, dx, rows64, cols, mask, HAS_DRES: tl.constexpr,
+                    MASKED: tl.constexpr):
+    """Store a tile's dx, plus the residual_out gradient when fused."""
+    if HAS_DRES:
+        dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
+    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
+
+
+@triton.jit
 def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
               IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, MASKED: tl.constexpr):
     """dx = rstd * (g - xhat * c1 - c2), plus the residual_out gradient when fused."""
@@ -410,9 +419,7 @@ def _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, r
         dx = (g - xhat * c1[:, None]) * rstd[:, None]
     else:
         dx = (g - xhat * c1[:, None] - c2[:, None]) * rstd[:, None]
-    if HAS_DRES:
-        dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
-    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
+    _store_dx_value(dx_ptr, dx_stride, dres_ptr, dres_stride, dx, rows64, cols, mask, HAS_DRES, MASKED)
 
 
 @triton.jit
@@ -426,9 +433,7 @@ def _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, g, v, a, b, rstd,
         dx = g * rstd[:, None] - v * a[:, None]
     else:
         dx = g * rstd[:, None] - (v * a[:, None] + b[:, None])
-    if HAS_DRES:
-        dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
-    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
+    _store_dx_value(dx_ptr, dx_stride, dres_ptr, dres_stride, dx, rows64, cols, mask, HAS_DRES, MASKED)
 
 
 @triton.jit
@@ -485,30 +490,31 @@ def _bwd_tile_dx(dy_ptr, dy_stride, x_ptr, x_stride, dres_ptr, dres_stride, dx_p
                  MASKED: tl.constexpr, RELOAD_W: tl.constexpr, AFFINE_DX: tl.constexpr):
     """dx of one tile once the row's c1 and c2 are known, from the operands DX_OPERANDS names (w' as
     _tile_scale gives it, where g was not held); with AFFINE_DX through _store_dx_affine."""
-    if DX_OPERANDS == 0 and AFFINE_DX:  # HELD_FP32: xhat and g stayed in registers
-        _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1 * rstd, c2 * rstd, rstd, rows64, cols,
-                         mask, IS_RMS, HAS_DRES, MASKED)
-    elif DX_OPERANDS == 0:
-        _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
-                  IS_RMS, HAS_DRES, MASKED)
-    elif AFFINE_DX:
-        if DX_OPERANDS == 1:  # RELOADED
-            x_raw = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, "evict_first")
-            dy_raw = _load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask, MASKED, "evict_first")
-        a = c1 * rstd * rstd
-        w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
-        _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, _widen_again(x_raw), a,
-                         c2 * rstd - a * mean, rstd, rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
+    if DX_OPERANDS == 0:  # HELD_FP32: xhat and g stayed in registers
+        if AFFINE_DX:
+            _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1 * rstd, c2 * rstd, rstd, rows64,
+                             cols, mask, IS_RMS, HAS_DRES, MASKED)
+        else:
+            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, g, xhat, c1, c2, rstd, rows64, cols, mask,
+                      IS_RMS, HAS_DRES, MASKED)
     else:
         if DX_OPERANDS == 1:  # RELOADED
             x_raw = _load(x_ptr + rows64[:, None] * x_stride + cols[None, :], mask, MASKED, "evict_first")
             dy_raw = _load(dy_ptr + rows64[:, None] * dy_stride + cols[None, :], mask, MASKED, "evict_first")
         # HELD_NARROW: x_raw and dy_raw stayed in registers; widening them by another instruction
         # sequence keeps the compiler from merging it with the first and holding fp32 copies.
-        xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
-        w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
-        _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
-                  rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
+        # (w' is read after the per-row terms: the order the launches were measured in, which
+        # decides what the compiler keeps live)
+        if AFFINE_DX:  # from x itself: no xhat rebuilt
+            a = c1 * rstd * rstd
+            w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
+            _store_dx_affine(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, _widen_again(x_raw),
+                             a, c2 * rstd - a * mean, rstd, rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
+        else:
+            xhat = (_widen_again(x_raw) - mean[:, None]) * rstd[:, None]
+            w = _tile_scale(w_held, w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
+            _store_dx(dx_ptr, dx_stride, dres_ptr, dres_stride, _widen_again(dy_raw) * w, xhat, c1, c2, rstd,
+                      rows64, cols, mask, IS_RMS, HAS_DRES, MASKED)
 
 
 @triton.jit(do_not_specialize=["n_rows", "rows_per_program"])
