@@ -70,11 +70,12 @@ def test_torch_path_large(op, dtype, param_dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("hidden", [30000, 32768, 65536, 65537, 98304, 131072, 262144])
+@pytest.mark.parametrize("hidden", [30000, 32768, 65536, 65537, 98304, 131072, 200000, 262144])
 @pytest.mark.parametrize("op", OPS)
 def test_wide_rows(op, hidden, dtype):
     # every looped chunk of the wide-row tables (WIDE_ROW_FWD, FUSED_LOOPED_FWD, LOOPED_BWD),
-    # masked (30000, 65537) and exact
+    # masked (30000, 65537, 200000) and exact; y written back to front (REVERSE_OUT_FROM) by the
+    # fused ops from 131072 and by RMSNorm at 200000 (a partial last chunk, written first) and 262144
     inputs, grads = make_inputs(op, 9, hidden, dtype, DEVICE)
     check_op(op, inputs, grads)
 

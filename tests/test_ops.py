@@ -277,21 +277,41 @@ def test_rows_of_16384_are_read_twice():
     assert not forward_launch(15000, True).looped and not forward_launch(15000, False).looped
 
 
+def test_looped_rows_write_y_back_to_front_by_width_and_op():
+    # REVERSE_OUT_FROM: the fused ops from 131072 columns, unfused RMSNorm from 196608, unfused
+    # LayerNorm never; only looped launches take it.
+    from trinix_bench.ops.launch_config import forward_launch
+
+    def reversed_ops(hidden):
+        return {(is_rms, fused) for is_rms in (True, False) for fused in (True, False)
+                if forward_launch(hidden, is_rms, fused).reverse_out}
+
+    assert reversed_ops(4096) == reversed_ops(16384) == reversed_ops(98304) == set()
+    assert reversed_ops(131072) == {(True, True), (False, True)}
+    assert reversed_ops(196608) == reversed_ops(262144) == {(True, True), (False, True), (True, False)}
+    assert forward_launch(262144, True).looped and not forward_launch(4096, True, True).reverse_out
+
+
+@pytest.mark.parametrize("reverse_out", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("hidden", [60, 64, 130])
 @pytest.mark.parametrize("op", OPS)
-def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, monkeypatch):
+def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, reverse_out, monkeypatch):
     # The looped forward's second pass in chunks of 16 columns under 64-column first-pass chunks
     # (out_block_n): one masked chunk, one exact chunk (ONE_CHUNK) and three chunks, LayerNorm's
-    # statistics shifted, forward and backward against float64.
+    # statistics shifted, forward and backward against float64; front to back and back to front
+    # (reverse_out: 130 columns end in a 2-column chunk, which is then written first).
     from trinix_bench.ops import launch_config
 
-    fwd = launch_config.ForwardLaunch(64, 1, 4, True, (0, 0), shifted_stats=True, out_block_n=16)
+    fwd = launch_config.ForwardLaunch(64, 1, 4, True, (0, 0), shifted_stats=True, out_block_n=16,
+                                      reverse_out=reverse_out)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
     flags = _recorded_flags(monkeypatch, "OUT_BLOCK_N")
+    reverse_flags = _recorded_flags(monkeypatch, "REVERSE_OUT")
     inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [16, None]  # the backward has no such flag
+    assert reverse_flags == [reverse_out, None]
 
 
 @pytest.mark.parametrize("op", OPS)

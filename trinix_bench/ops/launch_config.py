@@ -62,6 +62,8 @@ class ForwardLaunch(_Cover):
     # Looped: the second pass (y) walks the row in chunks of this width instead of block_n (0:
     # block_n), so it holds fewer x, w and b values at once (READ_TWICE_FWD).
     out_block_n: int = 0
+    # Looped: the second pass walks the row from its last chunk to its first (REVERSE_OUT).
+    reverse_out: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -250,6 +252,24 @@ EARLY_AFFINE_MIN_HIDDEN = 2048
 #   before ONE_CHUNK) lost at every width, 4096x8192 49.4-50.9 (16 or 8 warps), 16384x8192
 #   171.3-177.9; READ_TWICE_FWD has the later runs, which took it at 16384.
 SHIFTED_STATS_FWD = (14336, 16384)
+# Looped forward, pass 2 from the row's last chunk to its first (ForwardLaunch.reverse_out) from
+# this width on, by (is_rms, fused add); sys.maxsize: never. Where the rows in flight outgrow L2
+# the chunks pass 1 touched last are the likeliest still cached. scripts/tune_kernels.py
+# forward_ab, H200, bf16, three alternating readings, us (table's launch vs reversed):
+# - fused add, both ops, from 131072 (runs 108-109): RMSNorm 2048x131072 610.9-611.7 vs
+#   592.7-593.2, 1024x196608 497.7-499.3 vs 471.7-471.9, 1024x262144 656.3-656.7 vs 630.2-630.6;
+#   LayerNorm 643.2-643.4 vs 635.0-635.6, 514.1-515.4 vs 496.2-496.9, 667.1-667.4 vs 650.3-650.7.
+#   Below it mixed: 2048x98304 lost (RMSNorm 433.4-434.4 vs 436.5-437.2, LayerNorm 471.7-472.3 vs
+#   479.2-479.9), 2048x65536 won (305.6-305.9 vs 297.1-297.5; 308.5-309.0 vs 300.5-301.2),
+#   28672-32768 lost by 0.5-2%, 8192-18432 tied (XL/XXL/XXXL: 252.0-252.4 vs 252.1-252.4,
+#   760.7-762.3 vs 766.6-767.0, 3995.6-3998.5 vs 3997.1-3998.3).
+# - RMSNorm from 196608 (runs 108 and 109, one process each): 1024x196608 267.2-268.2 vs
+#   264.0-264.6 and 270.7-271.8 vs 266.8-267.4, 1024x262144 369.1-369.4 vs 364.1-364.6 and
+#   373.0-373.6 vs 368.2-369.5; it lost at 2048x131072 (303.3-303.6 vs 318.2-318.8), 2048x98304
+#   (222.0-223.0 vs 231.5-232.0), 4096x32768 and 4096x28672 (by 1-3%), tied at 65536.
+# - LayerNorm: never; it lost at 65536-196608 by 2-6% (e.g. 2048x131072 357.7-359.4 vs 379.4-
+#   379.8) and tied at 262144 (run 108).
+REVERSE_OUT_FROM = {(True, True): 131072, (False, True): 131072, (True, False): 196608, (False, False): sys.maxsize}
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
@@ -518,8 +538,10 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     launch may hold (single-pass tile or looped chunk); default: the tables' own. ``few_rows``:
     the call has at most ``early_affine_rows(hidden)`` rows (EARLY_AFFINE_MAX_ROWS), so an unfused
     single pass reads w and b with x. Unfused LayerNorm shifts its statistics within
-    SHIFTED_STATS_FWD."""
+    SHIFTED_STATS_FWD; looped rows from REVERSE_OUT_FROM's width on write y back to front."""
     launch = _forward_shape(hidden, is_rms, has_residual, max_single_pass, few_rows)
+    if launch.looped and hidden >= REVERSE_OUT_FROM[(is_rms, has_residual)]:
+        launch = dataclasses.replace(launch, reverse_out=True)
     smallest, largest = SHIFTED_STATS_FWD
     if not is_rms and not has_residual and smallest <= hidden <= largest:
         return dataclasses.replace(launch, shifted_stats=True)

@@ -289,6 +289,30 @@ def _norm_fwd_kernel(
             tl.store(mean_ptr + rows, mean, mask=row_mask)
 
 
+@triton.jit
+def _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd, rows64,
+                     row_mask, start, n_cols, offset, IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+                     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr,
+                     OUT_BLOCK_N: tl.constexpr):
+    """The looped forward's pass 2 on columns [start, start + OUT_BLOCK_N): y from the row read
+    again (residual_out for the fused op), its last reader (evict_first)."""
+    out_cols = start + tl.arange(0, OUT_BLOCK_N)
+    out_col_mask = out_cols < n_cols
+    out_mask = row_mask[:, None] & out_col_mask[None, :]
+    if HAS_RESIDUAL:
+        x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
+                        "evict_first")
+    else:
+        x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
+    x_again = x_again.to(tl.float32)
+    if IS_RMS:
+        xhat = x_again * rstd[:, None]
+    else:
+        xhat = (x_again - mean[:, None]) * rstd[:, None]
+    _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
+                  HAS_WEIGHT, HAS_BIAS, MASKED)
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def _norm_fwd_looped_kernel(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, y_ptr, y_stride,
@@ -296,7 +320,7 @@ def _norm_fwd_looped_kernel(
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SHIFTED_STATS: tl.constexpr,
-    ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr,
+    ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr, REVERSE_OUT: tl.constexpr,
 ):
     """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
     chunk by chunk, pass 2 writes y.
@@ -311,6 +335,9 @@ def _norm_fwd_looped_kernel(
     loop, so its per-lane sums are not carried through one and need no registers of their own (57-60
     -> 38 registers a thread at 8192 columns and 16 warps, offline ptxas). Pass 2 walks the row in
     OUT_BLOCK_N columns at a time (at most BLOCK_N), so it holds fewer x, w and b values at once.
+    REVERSE_OUT walks pass 2 from the row's last chunk to its first, so it starts on the chunks
+    pass 1 touched last, the likeliest still in L2 when the rows in flight outgrow it
+    (REVERSE_OUT_FROM: where that was measured to pay).
 
     Pass 1 asks the cache to keep the row (evict_last) and pass 2, its last reader, to drop it
     (evict_first), so pass 2 finds its chunks in L2 (run 30: RMSNorm 16384x18432 324.1 -> 304.1 us).
@@ -345,6 +372,7 @@ def _norm_fwd_looped_kernel(
                 lane_sq += d * d
     if IS_RMS:
         rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
+        mean = tl.zeros_like(rstd)  # RMSNorm's xhat never reads it
     else:
         if SHIFTED_STATS:
             d_sum, d_square_sum = tl.reduce((lane_d, lane_sq), 1, _add_pairs)
@@ -357,22 +385,17 @@ def _norm_fwd_looped_kernel(
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
         tl.debug_barrier()
-    for start in range(0, n_cols, OUT_BLOCK_N):
-        out_cols = start + tl.arange(0, OUT_BLOCK_N)
-        out_col_mask = out_cols < n_cols
-        out_mask = row_mask[:, None] & out_col_mask[None, :]
-        if HAS_RESIDUAL:
-            x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
-                            "evict_first")
-        else:
-            x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
-        x_again = x_again.to(tl.float32)
-        if IS_RMS:
-            xhat = x_again * rstd[:, None]
-        else:
-            xhat = (x_again - mean[:, None]) * rstd[:, None]
-        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
-                      HAS_WEIGHT, HAS_BIAS, MASKED)
+    if REVERSE_OUT:
+        last_start = (n_cols - 1) // OUT_BLOCK_N * OUT_BLOCK_N
+        for back in range(0, n_cols, OUT_BLOCK_N):
+            _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd,
+                             rows64, row_mask, last_start - back, n_cols, offset, IS_RMS, HAS_RESIDUAL, HAS_WEIGHT,
+                             HAS_BIAS, MASKED, OUT_BLOCK_N)
+    else:
+        for start in range(0, n_cols, OUT_BLOCK_N):
+            _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd,
+                             rows64, row_mask, start, n_cols, offset, IS_RMS, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS,
+                             MASKED, OUT_BLOCK_N)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
@@ -864,6 +887,7 @@ def launch_forward(
         flags["BLOCK_N"] = cfg.block_n
         flags["ONE_CHUNK"] = n_cols <= cfg.block_n
         flags["OUT_BLOCK_N"] = cfg.out_block_n or cfg.block_n
+        flags["REVERSE_OUT"] = cfg.reverse_out
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
