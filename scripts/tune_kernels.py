@@ -236,6 +236,9 @@ def _forward_call(op, rows, hidden):
     if op == "fused_add_rms_norm":
         r = torch.randn_like(x)
         return lambda: tb.fused_add_rms_norm(x, r, w, backend="triton")
+    if op == "fused_add_layer_norm":
+        r = torch.randn_like(x)
+        return lambda: tb.fused_add_layer_norm(x, r, w, b, backend="triton")
     if op == "rms_norm":
         return lambda: tb.rms_norm(x, w, backend="triton")
     return lambda: tb.layer_norm(x, w, b, backend="triton")
@@ -571,6 +574,8 @@ def split_rows(shapes, parts=("forward", "backward")):
 
 
 FORWARD_SWEEP_OPS = {"rms_norm": (True, 2), "layer_norm": (False, 2), "fused_add_rms_norm": (True, 4)}
+# forward_ab also times the fused LayerNorm (not a peer op-mode, so not in the sweeps above)
+FORWARD_AB_OPS = {**FORWARD_SWEEP_OPS, "fused_add_layer_norm": (False, 4)}
 
 
 def _parse_backward_candidate(spec):
@@ -638,6 +643,14 @@ BACKWARD_AB_OPS = {"rms_norm": (True, 5), "layer_norm": (False, 5), "fused_add_r
                    "fused_add_layer_norm": (False, 8)}
 
 
+def _stages_label(table_stages, fitted_stages):
+    """``sN`` for the table's row stages, or what launch_backward fell back to after running out of
+    shared memory (its _FITTED_ROW_STAGES: fewer stages, or 0 for the looped kernel)."""
+    if fitted_stages is None or fitted_stages == table_stages:
+        return f"s{table_stages}"
+    return f"{f's{fitted_stages}' if fitted_stages else 'looped'} (s{table_stages} out of shared memory)"
+
+
 def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
     """fwd+bwd under the table's backward launch and under each candidate launch of the same shape,
     alternating, two readings each (do_bench median, us), after one warm-up: for choosing between
@@ -660,8 +673,12 @@ def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
         step, leaves = _training_step(op, rows, hidden, dtype)
         is_rms, elements_moved = BACKWARD_AB_OPS[op]
         base = nz.backward_launch(rows, hidden, torch.device("cuda"), is_rms, dtype)
+        step()  # one call first, so the label names the stages launch_backward fell back to, if any
+        fitted = getattr(nz, "_FITTED_ROW_STAGES", {}).get(
+            (hidden, is_rms, dtype, torch.cuda.current_device(), op.startswith("fused_add_")))
         label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
-                 f"s{base.row_stages} {base.dx_operands.name}{'/reload' if base.reload_weight else ''}"
+                 f"{_stages_label(base.row_stages, fitted)} {base.dx_operands.name}"
+                 f"{'/reload' if base.reload_weight else ''}"
                  f"{'/masked' if base.masked(rows, hidden) else ''}"
                  f"{'' if getattr(base, 'joint_sums', True) else '/separate'}"
                  f"{'/affine' if getattr(base, 'affine_dx', False) else ''}")
@@ -679,7 +696,7 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
     keep_masks = True
 
 
-FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK] or "
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev] or "
                           "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS]")
 
 
@@ -688,16 +705,19 @@ def _parse_forward_candidate(spec):
     "4096+1024"), either optionally with ``/shifted`` (LayerNorm's statistics about the row's first
     element, one joint reduction), a single pass with ``/early`` (w and b read with x),
     ``/masked`` (masks kept where the launch covers the problem) and ``/mROWS`` (rows a program;
-    default the table's rule) -> (op, rows, hidden, label, ForwardLaunch)."""
+    default the table's rule), a looped one with ``/oOUT_CHUNK`` (pass 2's chunk) and ``/rev``
+    (pass 2 from the row's last chunk to its first) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     parts = launch.split("/")
     kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
     out_options = [o for o in options if o[:1] == "o" and o[1:].isdigit()]
-    unknown = set(options) - {"early", "shifted", "masked", *rows_options, *out_options}
-    if (op not in FORWARD_SWEEP_OPS or kind not in ("looped", "single") or not warps.startswith("w")
-            or not warps[1:].isdigit() or unknown or (kind == "looped" and set(options) - {"shifted", *out_options})
+    unknown = set(options) - {"early", "shifted", "masked", "rev", *rows_options, *out_options}
+    if (op not in FORWARD_AB_OPS or kind not in ("looped", "single") or not warps.startswith("w")
+            or not warps[1:].isdigit() or unknown
+            or (kind == "looped" and set(options) - {"shifted", "rev", *out_options})
+            or (kind == "single" and "rev" in options)
             or (kind == "single" and out_options) or len(rows_options) > 1 or len(out_options) > 1
             or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
@@ -709,7 +729,7 @@ def _parse_forward_candidate(spec):
     launch_class = _MaskedForwardLaunch if "masked" in options else lc.ForwardLaunch
     cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
                        early_affine="early" in options, shifted_stats="shifted" in options,
-                       out_block_n=int(out_options[0][1:]) if out_options else 0)
+                       out_block_n=int(out_options[0][1:]) if out_options else 0, reverse_out="rev" in options)
     return op, rows, hidden, launch, cfg
 
 
@@ -725,16 +745,17 @@ def forward_ab(candidates, rounds=2):
     print("| op | shape | launch | readings us (% of copy) |")
     print("|---|---|---|---|")
     for (op, rows, hidden), launches in by_shape.items():
-        is_rms, passes = FORWARD_SWEEP_OPS[op]
+        is_rms, passes = FORWARD_AB_OPS[op]
+        fused = op.startswith("fused_add")
         if hasattr(lc, "early_affine_rows"):  # the table's launch for this row count (older packages: by width)
-            base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm",
-                                     few_rows=rows <= lc.early_affine_rows(hidden))
+            base = nz.forward_launch(hidden, is_rms, fused, few_rows=rows <= lc.early_affine_rows(hidden))
         else:
-            base = nz.forward_launch(hidden, is_rms, op == "fused_add_rms_norm")
+            base = nz.forward_launch(hidden, is_rms, fused)
         label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
                  f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}"
                  f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}"
-                 f"{f'/o{base.out_block_n}' if getattr(base, 'out_block_n', 0) else ''}")
+                 f"{f'/o{base.out_block_n}' if getattr(base, 'out_block_n', 0) else ''}"
+                 f"{'/rev' if getattr(base, 'reverse_out', False) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
                    [(label, None)] + launches, rounds)

@@ -78,6 +78,11 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
     assert shifted_looped.looped and shifted_looped.shifted_stats and shifted_looped.out_block_n == 0
     *_, narrow_out = tune_kernels._parse_forward_candidate("rms_norm@64x16384=looped/16384/w16/o4096")
     assert (narrow_out.block_n, narrow_out.out_block_n, narrow_out.shifted_stats) == (16384, 4096, False)
+    assert not narrow_out.reverse_out and not looped.reverse_out
+    *_, reversed_out = tune_kernels._parse_forward_candidate("layer_norm@1024x196608=looped/16384/w32/o8192/rev")
+    assert (reversed_out.block_n, reversed_out.out_block_n, reversed_out.reverse_out) == (16384, 8192, True)
+    op, *_, fused_ln = tune_kernels._parse_forward_candidate("fused_add_layer_norm@2048x65536=looped/8192/w16/rev")
+    assert op == "fused_add_layer_norm" and fused_ln.reverse_out and fused_ln.looped
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option
@@ -85,9 +90,17 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
                                   "rms_norm@1x4096=single/4096",  # no warps
                                   "rms_norm@1x4096=single/4096/w8/m2/m4",
                                   "rms_norm@1x4096=single/4096/w8/o2048",  # the second pass is the looped kernel's
+                                  "rms_norm@1x4096=single/4096/w8/rev",
                                   "rms_norm@1x4096=looped/4096/w8/o2048/o1024",
                                   "rms_norm@1x4096=single/wide/w8",
                                   "add_rms@1x4096=single/4096/w8"])
 def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spec):
     with pytest.raises(SystemExit, match=r"single/TILES/wWARPS\[/early\]"):
         tune_kernels._parse_forward_candidate(spec)
+
+
+def test_the_backward_table_label_names_the_stages_that_ran(tune_kernels):
+    # launch_backward's fallback (fewer stages, then the looped kernel) shows in backward_ab's label.
+    assert tune_kernels._stages_label(3, None) == tune_kernels._stages_label(3, 3) == "s3"
+    assert tune_kernels._stages_label(3, 2) == "s2 (s3 out of shared memory)"
+    assert tune_kernels._stages_label(2, 0) == "looped (s2 out of shared memory)"
