@@ -289,30 +289,6 @@ def _norm_fwd_kernel(
             tl.store(mean_ptr + rows, mean, mask=row_mask)
 
 
-@triton.jit
-def _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd, rows64,
-                     row_mask, start, n_cols, offset, IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-                     HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr,
-                     OUT_BLOCK_N: tl.constexpr):
-    """The looped forward's pass 2 on columns [start, start + OUT_BLOCK_N): y from the row read
-    again (residual_out for the fused op), its last reader (evict_first)."""
-    out_cols = start + tl.arange(0, OUT_BLOCK_N)
-    out_col_mask = out_cols < n_cols
-    out_mask = row_mask[:, None] & out_col_mask[None, :]
-    if HAS_RESIDUAL:
-        x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
-                        "evict_first")
-    else:
-        x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
-    x_again = x_again.to(tl.float32)
-    if IS_RMS:
-        xhat = x_again * rstd[:, None]
-    else:
-        xhat = (x_again - mean[:, None]) * rstd[:, None]
-    _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
-                  HAS_WEIGHT, HAS_BIAS, MASKED)
-
-
 @triton.jit(do_not_specialize=["n_rows"])
 def _norm_fwd_looped_kernel(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, y_ptr, y_stride,
@@ -372,7 +348,6 @@ def _norm_fwd_looped_kernel(
                 lane_sq += d * d
     if IS_RMS:
         rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
-        mean = tl.zeros_like(rstd)  # RMSNorm's xhat never reads it
     else:
         if SHIFTED_STATS:
             d_sum, d_square_sum = tl.reduce((lane_d, lane_sq), 1, _add_pairs)
@@ -385,17 +360,24 @@ def _norm_fwd_looped_kernel(
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
         tl.debug_barrier()
-    if REVERSE_OUT:
-        last_start = (n_cols - 1) // OUT_BLOCK_N * OUT_BLOCK_N
-        for back in range(0, n_cols, OUT_BLOCK_N):
-            _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd,
-                             rows64, row_mask, last_start - back, n_cols, offset, IS_RMS, HAS_RESIDUAL, HAS_WEIGHT,
-                             HAS_BIAS, MASKED, OUT_BLOCK_N)
-    else:
-        for start in range(0, n_cols, OUT_BLOCK_N):
-            _store_out_chunk(x_ptr, x_stride, res_out_ptr, res_out_stride, y_ptr, y_stride, w_ptr, b_ptr, mean, rstd,
-                             rows64, row_mask, start, n_cols, offset, IS_RMS, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS,
-                             MASKED, OUT_BLOCK_N)
+    last_start = (n_cols - 1) // OUT_BLOCK_N * OUT_BLOCK_N
+    for walked in range(0, n_cols, OUT_BLOCK_N):
+        start = last_start - walked if REVERSE_OUT else walked
+        out_cols = start + tl.arange(0, OUT_BLOCK_N)
+        out_col_mask = out_cols < n_cols
+        out_mask = row_mask[:, None] & out_col_mask[None, :]
+        if HAS_RESIDUAL:
+            x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
+                            "evict_first")
+        else:
+            x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
+        x_again = x_again.to(tl.float32)
+        if IS_RMS:
+            xhat = x_again * rstd[:, None]
+        else:
+            xhat = (x_again - mean[:, None]) * rstd[:, None]
+        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
+                      HAS_WEIGHT, HAS_BIAS, MASKED)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
