@@ -74,12 +74,8 @@ def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dt
 
     kernel = nz._norm_bwd_looped_kernel if cfg.looped else nz._norm_bwd_kernel
     target = GPUTarget("cuda", 90, 32)
-    constexprs = dict(
-        IS_RMS=op == "rms_norm", HAS_DRES=residual_grad, HAS_WEIGHT=True, COMPUTE_DW=True, COMPUTE_DB=op == "layer_norm",
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands),
-        BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(rows, hidden),
-        RELOAD_W=cfg.reload_weight, JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and dtype.itemsize <= 2,
-    )
+    constexprs = nz.backward_flags(cfg, rows, hidden, dtype.itemsize, op == "rms_norm", residual_grad, True, True,
+                                   op == "layer_norm")
     constexprs = {name: value for name, value in constexprs.items() if name in kernel.arg_names}
     signature = {}
     for name in kernel.arg_names:

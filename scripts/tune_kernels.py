@@ -126,7 +126,7 @@ def _use_backward_grid(per_sm, looped_rows):
 def _set_programs_per_sm(per_sm, looped_chunk=None):
     """Programs per SM for both backward kernels; with ``looped_chunk``, every looped launch at that
     chunk (warps from lc.BACKWARD_WARPS_BY_BLOCK_N) instead of lc.LOOPED_BWD's rows."""
-    per_sm = per_sm if isinstance(per_sm, dict) else {False: per_sm, True: per_sm}
+    per_sm = {False: per_sm, True: per_sm}
     if looped_chunk is None:
         looped_rows = tuple((*row[:3], per_sm[True]) for row in _LOOPED_BWD_TABLE)
     else:
@@ -233,15 +233,9 @@ def _forward_call(op, rows, hidden):
     x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
     w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16)
-    if op == "fused_add_rms_norm":
-        r = torch.randn_like(x)
-        return lambda: tb.fused_add_rms_norm(x, r, w, backend="triton")
-    if op == "fused_add_layer_norm":
-        r = torch.randn_like(x)
-        return lambda: tb.fused_add_layer_norm(x, r, w, b, backend="triton")
-    if op == "rms_norm":
-        return lambda: tb.rms_norm(x, w, backend="triton")
-    return lambda: tb.layer_norm(x, w, b, backend="triton")
+    residual = (torch.randn_like(x),) if op.startswith("fused_add_") else ()
+    params = (w,) if op.endswith("rms_norm") else (w, b)
+    return lambda: getattr(tb, op)(x, *residual, *params, backend="triton")
 
 
 FORWARD_LOOPED_CHUNKS = (2048, 4096, 8192)
@@ -252,21 +246,21 @@ FORWARD_LOOPED_CHUNKS = (2048, 4096, 8192)
 SINGLE_PASS_FWD_CEILING = 65536
 
 
-def _forward_tables(max_single_pass, looped_chunk=None, looped_warps=16):
-    """Set the forward's single-pass limit and, with ``looped_chunk``, every looped row of
-    WIDE_ROW_FWD to that chunk and warps; returns the tables to restore with _restore_forward_tables."""
+@contextlib.contextmanager
+def _forward_tables(max_single_pass, looped_chunk=None):
+    """Within the block, the forward's single-pass limit is ``max_single_pass`` and, with
+    ``looped_chunk``, every looped row of WIDE_ROW_FWD takes that chunk at 16 warps."""
     saved = (lc.MAX_SINGLE_PASS_FWD, lc.WIDE_ROW_FWD)
     lc.MAX_SINGLE_PASS_FWD = max_single_pass
     if looped_chunk is not None:
-        row = ((sys.maxsize, looped_chunk, looped_warps),)
+        row = ((sys.maxsize, looped_chunk, 16),)
         lc.WIDE_ROW_FWD = {True: row, False: row}
     lc.forward_launch.cache_clear()
-    return saved
-
-
-def _restore_forward_tables(saved):
-    lc.MAX_SINGLE_PASS_FWD, lc.WIDE_ROW_FWD = saved
-    lc.forward_launch.cache_clear()
+    try:
+        yield
+    finally:
+        lc.MAX_SINGLE_PASS_FWD, lc.WIDE_ROW_FWD = saved
+        lc.forward_launch.cache_clear()
 
 
 def forward_looped(shapes):
@@ -281,10 +275,8 @@ def forward_looped(shapes):
             cells = []
             # single pass up to its ceiling (past it, 8192 chunks as before run 75), then every row looped
             for single_limit, chunk in [(SINGLE_PASS_FWD_CEILING, 8192)] + [(1, c) for c in FORWARD_LOOPED_CHUNKS]:
-                saved = _forward_tables(single_limit, chunk)
-                with torch.no_grad():
+                with _forward_tables(single_limit, chunk), torch.no_grad():
                     ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-                _restore_forward_tables(saved)
                 cells.append(f"{ms * 1e3:.1f} ({2 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
             print(f"| {op} | {rows}x{hidden} | " + " | ".join(cells) + " |", flush=True)
     lc.LOW_FILL_LOOPED_FWD = low_fill
@@ -302,7 +294,7 @@ def looped_variants():
     y = torch.empty_like(x)
     args = (x, hidden, x, hidden, x, hidden, y, hidden, w, x, x, x, rows, hidden, 1e-6, 0.0)
     flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk,
-                 MASKED=False)
+                 MASKED=False, SHIFTED_STATS=False, ONE_CHUNK=False, OUT_BLOCK_N=chunk, REVERSE_OUT=False)
     for stages in (1, 2, 3):
         for warps in (4, 8):
             fn = lambda: nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=warps, num_stages=stages)
@@ -310,13 +302,12 @@ def looped_variants():
             print(f"looped direct stages={stages} warps={warps}: {us:.1f} us", flush=True)
     compiled = nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=8)
     print("n_regs", compiled.n_regs, "n_spills", compiled.n_spills, "shared", compiled.metadata.shared)
-    saved = _forward_tables(1, chunk)
-    for enabled in (False, True):
-        nz._LAUNCHES.enabled = enabled
-        with torch.no_grad():
-            us = 1e3 * triton.testing.do_bench(lambda: tb.rms_norm(x, w), warmup=25, rep=100, return_mode="median")
-        print(f"tb.rms_norm looped, cached launcher {enabled}: {us:.1f} us", flush=True)
-    _restore_forward_tables(saved)
+    with _forward_tables(1, chunk):
+        for enabled in (False, True):
+            nz._LAUNCHES.enabled = enabled
+            with torch.no_grad():
+                us = 1e3 * triton.testing.do_bench(lambda: tb.rms_norm(x, w), warmup=25, rep=100, return_mode="median")
+            print(f"tb.rms_norm looped, cached launcher {enabled}: {us:.1f} us", flush=True)
 
 
 def backward_stages(shapes):
@@ -325,7 +316,6 @@ def backward_stages(shapes):
     from trinix_bench.ops import normalization as nz
 
     original_launch, original_per_sm = nz._LAUNCHES.launch, dict(lc.BACKWARD_PROGRAMS_PER_SM)
-    original_looped = lc.LOOPED_BWD
     print("| op | shape | stages | warps | programs/SM | full us | % of copy |")
     print("|---|---|---|---|---|---|---|")
     for op in ("rms_norm", "layer_norm"):
@@ -347,7 +337,7 @@ def backward_stages(shapes):
             del step, leaves
             torch.cuda.empty_cache()
     nz._LAUNCHES.launch = original_launch
-    _use_backward_grid(original_per_sm, original_looped)
+    _use_backward_grid(original_per_sm, _LOOPED_BWD_TABLE)
 
 
 def _warm_up(fn, leaves=None, seconds=0.3):
@@ -674,8 +664,10 @@ def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
         is_rms, elements_moved = BACKWARD_AB_OPS[op]
         base = nz.backward_launch(rows, hidden, torch.device("cuda"), is_rms, dtype)
         step()  # one call first, so the label names the stages launch_backward fell back to, if any
-        fitted = getattr(nz, "_FITTED_ROW_STAGES", {}).get(
-            (hidden, is_rms, dtype, torch.cuda.current_device(), op.startswith("fused_add_")))
+        fitted = None
+        if hasattr(nz, "fitted_stages_key"):  # older packages have no stage fallback
+            fitted = nz._FITTED_ROW_STAGES.get(nz.fitted_stages_key(hidden, is_rms, dtype, torch.cuda.current_device(),
+                                                                    op.startswith("fused_add_")))
         label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
                  f"{_stages_label(base.row_stages, fitted)} {base.dx_operands.name}"
                  f"{'/reload' if base.reload_weight else ''}"
@@ -713,12 +705,9 @@ def _parse_forward_candidate(spec):
     kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
     out_options = [o for o in options if o[:1] == "o" and o[1:].isdigit()]
-    unknown = set(options) - {"early", "shifted", "masked", "rev", *rows_options, *out_options}
+    allowed = {"shifted", "rev", *out_options} if kind == "looped" else {"early", "shifted", "masked", *rows_options}
     if (op not in FORWARD_AB_OPS or kind not in ("looped", "single") or not warps.startswith("w")
-            or not warps[1:].isdigit() or unknown
-            or (kind == "looped" and set(options) - {"shifted", "rev", *out_options})
-            or (kind == "single" and "rev" in options)
-            or (kind == "single" and out_options) or len(rows_options) > 1 or len(out_options) > 1
+            or not warps[1:].isdigit() or set(options) - allowed or len(rows_options) > 1 or len(out_options) > 1
             or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
     rows, hidden = (int(v) for v in shape.split("x"))

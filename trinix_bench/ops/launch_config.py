@@ -550,7 +550,8 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
 
 def _forward_shape(hidden: int, is_rms: bool, has_residual: bool, max_single_pass: Optional[int],
                    few_rows: bool) -> ForwardLaunch:
-    """forward_launch's tiles, warps and loop, before the LayerNorm statistics' rule."""
+    """forward_launch's tiles, warps and loop, before its per-op rules (shifted statistics, pass 2 back
+    to front)."""
     few_rows = few_rows and not has_residual
     widest_chunk = sys.maxsize if max_single_pass is None else max_single_pass
     max_single_pass = MAX_SINGLE_PASS_FWD if max_single_pass is None else max_single_pass

@@ -886,6 +886,24 @@ _FITTED_ROW_STAGES: dict = {}
 _LOOPED = 0
 
 
+def fitted_stages_key(hidden: int, is_rms: bool, dtype: torch.dtype, device_index: int, has_dres: bool) -> tuple:
+    """_FITTED_ROW_STAGES's key for a backward shape (also what scripts/tune_kernels.py backward_ab reads)."""
+    return hidden, is_rms, dtype, device_index, has_dres
+
+
+def backward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, has_dres: bool, has_weight: bool,
+                   compute_dw: bool, compute_db: bool) -> dict:
+    """The backward kernels' constexprs for launch ``cfg`` on rows of ``itemsize`` bytes an element
+    (also what scripts/offline_resources.py compiles)."""
+    return dict(
+        IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=has_weight,
+        COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
+        BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
+        JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and itemsize <= 2,
+    )
+
+
 def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rstd, offset, is_rms, compute_dw,
                             compute_db):
     """Launch the backward under ``cfg``; returns the fp32 (dw, db) partial buffers (x2 stands in
@@ -902,13 +920,8 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
         dw_partial, db_partial, row_scratch,
         n_rows, n_cols, cfg.rows_per_program, float(offset),
     )
-    flags = dict(
-        IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=weight is not None,
-        COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
-        ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
-        BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
-        JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and x2.element_size() <= 2,
-    )
+    flags = backward_flags(cfg, n_rows, n_cols, x2.element_size(), is_rms, has_dres, weight is not None, compute_dw,
+                           compute_db)
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
 
@@ -944,7 +957,7 @@ def launch_backward(
     dy2 = _as_rows(dy, n_cols)
     dres2 = _as_rows(dresidual_out, n_cols) if dresidual_out is not None else x2
     dtype = normed_input.dtype
-    shape_key = (n_cols, is_rms, dtype, device.index, dresidual_out is not None)
+    shape_key = fitted_stages_key(n_cols, is_rms, dtype, device.index, dresidual_out is not None)
     kernel_args = (dy2, dres2, dresidual_out is not None, x2, _as_rows(dx, n_cols), weight, mean, rstd, offset,
                    is_rms, compute_dw, compute_db)
     fitted_stages = _FITTED_ROW_STAGES.get(shape_key)
