@@ -144,6 +144,23 @@ def check_op(op, inputs, grads, *, eps=None, offset=0.0, backend="triton", check
     return {k: v[0] for k, v in errors.items()}
 
 
+def recorded_flags(monkeypatch, flag, kernel=None):
+    """The value of the constexpr ``flag`` at each launch from now on (None for a kernel without it),
+    or only at launches of ``kernel`` when given."""
+    from trinix_bench.ops import normalization
+
+    flags = []
+    real_launch = normalization._LAUNCHES.launch
+
+    def launch(launched, grid, args, unspecialized, constexprs, num_warps):
+        if kernel is None or launched is kernel:
+            flags.append(constexprs.get(flag))
+        return real_launch(launched, grid, args, unspecialized, constexprs, num_warps)
+
+    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
+    return flags
+
+
 def load_script(name):
     """The module of ``scripts/<name>.py`` (the scripts are not a package)."""
     path = Path(__file__).resolve().parent.parent / "scripts" / f"{name}.py"

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import trinix_bench as tb
-from helpers import OPS, backward, call, check_op, make_inputs
+from helpers import OPS, backward, call, check_op, make_inputs, recorded_flags
 from trinix_bench.reference import relative_error, rms_norm_reference, tolerance_for
 
 pytestmark = pytest.mark.gpu
@@ -30,33 +30,40 @@ def test_large_shapes(op, rows, hidden, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("rows, hidden", [(129, 14336), (1000, 16384), (3, 16384)])
-def test_shifted_statistics_on_rows_far_from_zero(rows, hidden, dtype):
+def test_shifted_statistics_on_rows_far_from_zero(rows, hidden, dtype, monkeypatch):
     # LayerNorm at the widths that shift their statistics (SHIFTED_STATS_FWD): rows of mean 768 and
     # std 1, where unshifted one-pass sums lose ~3% of the variance (past fp16's tolerance), and rows
-    # whose shift, the first element, sits 40 standard deviations out.
+    # whose shift, the first element, sits 40 standard deviations out. Every forward launched shifts.
     from trinix_bench.ops.launch_config import forward_launch
 
     assert forward_launch(hidden, False).shifted_stats
+    launched = recorded_flags(monkeypatch, "SHIFTED_STATS")  # None for the backward's launches
     far = torch.randn(rows, hidden, device=DEVICE) + 768.0
     outlier = torch.randn(rows, hidden, device=DEVICE) * 2.0
     outlier[:, 0] = 80.0 * torch.randn(rows, device=DEVICE).sign()
     for x in (far, outlier):
         inputs, grads = make_inputs("layer_norm", rows, hidden, dtype, DEVICE, x=x.to(dtype))
         check_op("layer_norm", inputs, grads)
+    forward_flags = [flag for flag in launched if flag is not None]
+    assert forward_flags and all(forward_flags)
 
 
 @pytest.mark.parametrize("dtype, rows, hidden", [(torch.bfloat16, 129, 14336), (torch.float16, 129, 14336),
                                                  (torch.bfloat16, 1000, 16384), (torch.bfloat16, 3, 16384),
                                                  (torch.bfloat16, 65, 18432), (torch.float16, 65, 18432)])
-def test_affine_dx_on_rows_far_from_zero(rows, hidden, dtype):
+def test_affine_dx_on_rows_far_from_zero(rows, hidden, dtype, monkeypatch):
     # LayerNorm's backward in the affine form (RowLoop.affine_dx) at each launch of the tables
-    # that takes it, on rows of mean 768 and std 1, where A * x and B nearly cancel.
+    # that takes it, on rows of mean 768 and std 1, where A * x and B nearly cancel; the
+    # single-pass kernel ran it (the looped one, a fallback, ignores the flag).
+    from trinix_bench.ops import normalization
     from trinix_bench.ops.launch_config import backward_launch
 
     assert backward_launch(rows, hidden, torch.device(DEVICE), False, dtype).affine_dx
+    affine = recorded_flags(monkeypatch, "AFFINE_DX", kernel=normalization._norm_bwd_kernel)
     x = torch.randn(rows, hidden, device=DEVICE) + 768.0
     inputs, grads = make_inputs("layer_norm", rows, hidden, dtype, DEVICE, x=x.to(dtype))
     check_op("layer_norm", inputs, grads)
+    assert affine and all(affine)
 
 
 @pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float32])

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import trinix_bench as tb
-from helpers import OPS, call, call_reference, check_op, make_inputs
+from helpers import OPS, call, call_reference, check_op, make_inputs, recorded_flags
 from trinix_bench.reference import relative_error, tolerance_for
 
 pytestmark = pytest.mark.interpreter
@@ -306,8 +306,8 @@ def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, reverse_o
     fwd = launch_config.ForwardLaunch(64, 1, 4, True, (0, 0), shifted_stats=True, out_block_n=16,
                                       reverse_out=reverse_out)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
-    flags = _recorded_flags(monkeypatch, "OUT_BLOCK_N")
-    reverse_flags = _recorded_flags(monkeypatch, "REVERSE_OUT")
+    flags = recorded_flags(monkeypatch, "OUT_BLOCK_N")
+    reverse_flags = recorded_flags(monkeypatch, "REVERSE_OUT")
     inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [16, None]  # the backward has no such flag
@@ -323,7 +323,7 @@ def test_calls_read_rows_twice_by_width(op, monkeypatch):
     monkeypatch.setattr(launch_config, "READ_TWICE_FWD", {True: ((64, 64, 64, 4, 16),), False: ((64, 64, 64, 4, 32),)})
     launch_config.forward_launch.cache_clear()
     try:
-        flags = _recorded_flags(monkeypatch, "OUT_BLOCK_N")
+        flags = recorded_flags(monkeypatch, "OUT_BLOCK_N")
         for hidden in (64, 60):
             inputs, grads = make_inputs(op, 5, hidden, torch.bfloat16, "cpu")
             check_op(op, inputs, grads)
@@ -343,7 +343,7 @@ def test_calls_launch_shifted_statistics_by_width_and_dtype(op, dtype, monkeypat
     monkeypatch.setattr(launch_config, "SHIFTED_STATS_FWD", (40, 64))
     launch_config.forward_launch.cache_clear()
     try:
-        flags = _recorded_flags(monkeypatch, "SHIFTED_STATS")
+        flags = recorded_flags(monkeypatch, "SHIFTED_STATS")
         for hidden in (40, 64, 65, 39):
             inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
             check_op(op, inputs, grads)
@@ -364,7 +364,7 @@ def test_calls_with_few_rows_launch_the_early_read(op, monkeypatch):
     monkeypatch.setattr(launch_config, "EARLY_AFFINE_MIN_HIDDEN", 16)
     launch_config.forward_launch.cache_clear()
     try:
-        flags = _recorded_flags(monkeypatch, "EARLY_AFFINE")
+        flags = recorded_flags(monkeypatch, "EARLY_AFFINE")
         for rows, hidden in ((4, 40), (5, 40), (3, 15)):
             inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
             check_op(op, inputs, grads)
@@ -475,8 +475,6 @@ def test_launch_arguments_pass_tensors_as_their_addresses():
 def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_strip, row_stages, monkeypatch):
     # The single-pass backward's row loop, pipelined or not, over strips of a few blocks (1 row a
     # block at 4097 columns, 32 at 97) whose last strip and last block are ragged.
-    import dataclasses
-
     from trinix_bench.ops import normalization
 
     table_launch = normalization.backward_launch
@@ -499,8 +497,6 @@ def test_backward_row_stages_and_ragged_strips(op, rows, hidden, blocks_per_stri
 def test_backward_dx_operands(op, rows, hidden, operands, dtype, monkeypatch):
     # Each place dx may take x and dy from (held fp32, read again, held in the input dtype and
     # widened by bit operations for bf16) gives the same gradients, fused ops' residual grad included.
-    import dataclasses
-
     from trinix_bench.ops import launch_config, normalization
 
     table_launch = normalization.backward_launch
@@ -812,8 +808,6 @@ def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=
     2 row stages, dx taken from ``operands``, w held or read again per row (``reload_weight``),
     LayerNorm's row sums reduced together or apart (``joint_sums``) and dx in the affine form or
     not (``affine_dx``)."""
-    import dataclasses
-
     from trinix_bench.ops import launch_config, normalization
 
     table_backward = normalization.backward_launch
@@ -828,21 +822,6 @@ def _force_launches(monkeypatch, fwd, operands, reload_weight=False, joint_sums=
 
     monkeypatch.setattr(normalization, "forward_launch", lambda *_, **__: fwd)
     monkeypatch.setattr(normalization, "backward_launch", backward)
-
-
-def _recorded_flags(monkeypatch, flag):
-    """The value of the constexpr ``flag`` at each launch from now on (None for a kernel without it)."""
-    from trinix_bench.ops import normalization
-
-    flags = []
-    real_launch = normalization._LAUNCHES.launch
-
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
-        flags.append(constexprs.get(flag))
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
-
-    monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
-    return flags
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -873,7 +852,7 @@ def test_backward_reading_w_again_per_row(op, tiles, rows, hidden, operands, dty
 
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, operands, reload_weight=True)
-    flags = _recorded_flags(monkeypatch, "RELOAD_W")
+    flags = recorded_flags(monkeypatch, "RELOAD_W")
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, True]  # the forward has no such flag; the backward read w again
@@ -891,7 +870,7 @@ def test_backward_row_sums_joint_or_separate(op, tiles, rows, hidden, joint_sums
 
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, "HELD_NARROW", joint_sums=joint_sums)
-    flags = _recorded_flags(monkeypatch, "JOINT_SUMS")
+    flags = recorded_flags(monkeypatch, "JOINT_SUMS")
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu")
     check_op(op, inputs, grads)
     assert flags == [None, joint_sums]  # the forward has no such flag
@@ -912,7 +891,7 @@ def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, 
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:],
                                       early_affine=True)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
-    flags = _recorded_flags(monkeypatch, "EARLY_AFFINE")
+    flags = recorded_flags(monkeypatch, "EARLY_AFFINE")
     with_params = affine != "none"
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu", weight=with_params, bias=with_params)
     check_op(op, inputs, grads, **({"offset": 1.0} if affine == "offset" else {}))
@@ -946,7 +925,7 @@ def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early,
     block_m = 1 if looped else launch_config._rows_per_program(tiles[0])
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, tiles[1:], early_affine=early, shifted_stats=True)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
-    flags = _recorded_flags(monkeypatch, "SHIFTED_STATS")
+    flags = recorded_flags(monkeypatch, "SHIFTED_STATS")
     gen = torch.Generator().manual_seed(rows * hidden)
     if rows_kind == "offset":
         x = torch.randn(rows, hidden, generator=gen) + 768.0
@@ -979,7 +958,7 @@ def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype,
         pytest.skip("fp32's own x - mean at mean / std 768 errs by ~3e-5 (the exact form too), past its 1e-5")
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, operands, affine_dx=True)
-    flags = _recorded_flags(monkeypatch, "AFFINE_DX")
+    flags = recorded_flags(monkeypatch, "AFFINE_DX")
     gen = torch.Generator().manual_seed(rows * hidden)
     x = torch.randn(rows, hidden, generator=gen) + (768.0 if rows_kind == "offset" else 0.5)
     inputs, grads = make_inputs(op, rows, hidden, dtype, "cpu", x=x.to(dtype))
@@ -1003,7 +982,7 @@ def test_backward_affine_dx_by_width_and_dtype(monkeypatch):
         for dtype in (bf16, fp16, torch.float32):
             assert backward_launch(4096, hidden, cpu, False, dtype).affine_dx == ((hidden, dtype) in affine)
             assert not backward_launch(4096, hidden, cpu, True, dtype).affine_dx
-    flags = _recorded_flags(monkeypatch, "AFFINE_DX")
+    flags = recorded_flags(monkeypatch, "AFFINE_DX")
     inputs, grads = make_inputs("layer_norm", 2, 14336, bf16, "cpu")
     check_op("layer_norm", inputs, grads)
     assert flags == [None, True]
@@ -1052,7 +1031,7 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
     tail = tuple(tiles[1:]) + (0,) * (3 - len(tiles))
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, (0, 0) if looped else tail)
     _force_launches(monkeypatch, fwd, operands)
-    masked = _recorded_flags(monkeypatch, "MASKED")
+    masked = recorded_flags(monkeypatch, "MASKED")
     inputs, grads = make_inputs(op, *shape, dtype, "cpu")
     check_op(op, inputs, grads)
     assert masked == [case != "exact"] * 2  # the forward, then the backward
