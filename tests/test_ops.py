@@ -20,6 +20,22 @@ ROWS = (0, 1, 7)
 HIDDEN = (1, 3, 127, 4097, 70000)
 
 
+@pytest.fixture
+def forward_tables(monkeypatch):
+    """Sets launch_config's forward tables for one test, e.g. ``forward_tables(SHIFTED_STATS_FWD=(40,
+    64))``; forward_launch's cache is emptied after setting them and again when the test ends, so
+    no launch chosen under them outlives it."""
+    from trinix_bench.ops import launch_config
+
+    def set_tables(**tables):
+        for name, value in tables.items():
+            monkeypatch.setattr(launch_config, name, value)
+        launch_config.forward_launch.cache_clear()
+
+    yield set_tables
+    launch_config.forward_launch.cache_clear()
+
+
 @pytest.mark.parametrize("backend", ["triton", "torch"])
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("rows", ROWS)
@@ -315,61 +331,42 @@ def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, reverse_o
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_calls_read_rows_twice_by_width(op, monkeypatch):
+def test_calls_read_rows_twice_by_width(op, monkeypatch, forward_tables):
     # READ_TWICE_FWD shrunk to interpreter sizes (64 columns: second pass in 16 columns for RMSNorm,
     # 32 for LayerNorm): each call's forward launches the looped kernel on one chunk, or not.
-    from trinix_bench.ops import launch_config
-
-    monkeypatch.setattr(launch_config, "READ_TWICE_FWD", {True: ((64, 64, 64, 4, 16),), False: ((64, 64, 64, 4, 32),)})
-    launch_config.forward_launch.cache_clear()
-    try:
-        flags = recorded_flags(monkeypatch, "OUT_BLOCK_N")
-        for hidden in (64, 60):
-            inputs, grads = make_inputs(op, 5, hidden, torch.bfloat16, "cpu")
-            check_op(op, inputs, grads)
-    finally:
-        launch_config.forward_launch.cache_clear()
+    forward_tables(READ_TWICE_FWD={True: ((64, 64, 64, 4, 16),), False: ((64, 64, 64, 4, 32),)})
+    flags = recorded_flags(monkeypatch, "OUT_BLOCK_N")
+    for hidden in (64, 60):
+        inputs, grads = make_inputs(op, 5, hidden, torch.bfloat16, "cpu")
+        check_op(op, inputs, grads)
     fused = op.startswith("fused")
     assert flags == [None if fused else (16 if "rms" in op else 32), None, None, None]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("op", OPS)
-def test_calls_launch_shifted_statistics_by_width_and_dtype(op, dtype, monkeypatch):
+def test_calls_launch_shifted_statistics_by_width_and_dtype(op, dtype, monkeypatch, forward_tables):
     # The width picks the shift per call and 32-bit rows never take it: the range shrunk to
     # interpreter sizes, each call's forward flag recorded, results checked against float64.
-    from trinix_bench.ops import launch_config
-
-    monkeypatch.setattr(launch_config, "SHIFTED_STATS_FWD", (40, 64))
-    launch_config.forward_launch.cache_clear()
-    try:
-        flags = recorded_flags(monkeypatch, "SHIFTED_STATS")
-        for hidden in (40, 64, 65, 39):
-            inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
-            check_op(op, inputs, grads)
-    finally:
-        launch_config.forward_launch.cache_clear()
+    forward_tables(SHIFTED_STATS_FWD=(40, 64))
+    flags = recorded_flags(monkeypatch, "SHIFTED_STATS")
+    for hidden in (40, 64, 65, 39):
+        inputs, grads = make_inputs(op, 3, hidden, dtype, "cpu")
+        check_op(op, inputs, grads)
     takes_it = op == "layer_norm" and dtype == torch.float16
     assert flags == [takes_it, None, takes_it, None, False, None, False, None]
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_calls_with_few_rows_launch_the_early_read(op, monkeypatch):
+def test_calls_with_few_rows_launch_the_early_read(op, monkeypatch, forward_tables):
     # The row count picks the launch per call: the limits shrunk to interpreter sizes (at most 4
     # rows of 16 columns or more) and the flag each call's forward launched with, checked against
     # float64.
-    from trinix_bench.ops import launch_config
-
-    monkeypatch.setattr(launch_config, "EARLY_AFFINE_MAX_ROWS", 4)
-    monkeypatch.setattr(launch_config, "EARLY_AFFINE_MIN_HIDDEN", 16)
-    launch_config.forward_launch.cache_clear()
-    try:
-        flags = recorded_flags(monkeypatch, "EARLY_AFFINE")
-        for rows, hidden in ((4, 40), (5, 40), (3, 15)):
-            inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
-            check_op(op, inputs, grads)
-    finally:
-        launch_config.forward_launch.cache_clear()
+    forward_tables(EARLY_AFFINE_MAX_ROWS=4, EARLY_AFFINE_MIN_HIDDEN=16)
+    flags = recorded_flags(monkeypatch, "EARLY_AFFINE")
+    for rows, hidden in ((4, 40), (5, 40), (3, 15)):
+        inputs, grads = make_inputs(op, rows, hidden, torch.float32, "cpu")
+        check_op(op, inputs, grads)
     fused = op.startswith("fused")
     # forward then backward per call; 15 columns are narrower than the table's narrowest width
     assert flags == [not fused, None, False, None, False, None]
