@@ -419,13 +419,10 @@ def _time_backward_launches(op, rows, hidden, forced, table_label):
 def _single_pass_launch(rows, hidden, warps, per_sm, stages, dx_operands, tiles=None):
     """A single-pass BackwardLaunch at the row's power-of-two tile (or at ``tiles``, the widths
     of split_tiles), bypassing the tables."""
-    sms = torch.cuda.get_device_properties(0).multi_processor_count
     block_n, *tail_n = tiles or (1 << (hidden - 1).bit_length(), 0, 0)
-    block_m = lc._rows_per_program(block_n)
-    row_blocks = -(-rows // block_m)
-    rows_per_program = -(-row_blocks // min(row_blocks, sms * per_sm)) * block_m
-    return lc.BackwardLaunch(block_n, block_m, warps, False, -(-rows // rows_per_program), rows_per_program,
-                             stages, dx_operands, tuple(tail_n))
+    shape = lc.BackwardLaunch(block_n, lc._rows_per_program(block_n), warps, False, 0, 0, stages, dx_operands,
+                              tuple(tail_n), programs_per_sm=per_sm)
+    return lc.with_row_strips(shape, rows, torch.device("cuda"))
 
 
 def backward_operands(shapes):
@@ -584,11 +581,8 @@ def _parse_backward_candidate(spec):
             raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
                              "op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
         chunk, warps, per_sm, stages = int(parts[1]), *(int(p[1:]) for p in parts[2:])
-        sms = torch.cuda.get_device_properties(0).multi_processor_count
-        rows_per_program = -(-rows // min(rows, sms * per_sm))
-        cfg = lc.BackwardLaunch(chunk, 1, warps, True, -(-rows // rows_per_program), rows_per_program, stages,
-                                lc.DxOperands.HELD_FP32)
-        return op, rows, hidden, launch, cfg
+        shape = lc.BackwardLaunch(chunk, 1, warps, True, 0, 0, stages, lc.DxOperands.HELD_FP32, programs_per_sm=per_sm)
+        return op, rows, hidden, launch, lc.with_row_strips(shape, rows, torch.device("cuda"))
     tiles, warps, stages, operands, *options = launch.split("/")
     unknown = set(options) - {"reload", "masked", "separate", "affine"}
     if op not in BACKWARD_AB_OPS or unknown or not warps.startswith("w") or not stages.startswith("s"):

@@ -642,6 +642,24 @@ def test_wide_rows_take_the_wide_looped_backward():
     assert not single.looped and single.programs_per_sm == 1 and single.programs == programs
 
 
+@pytest.mark.parametrize("per_sm", [1, 2])
+@pytest.mark.parametrize("block_m", [1, 4])
+def test_row_strips_cover_the_rows_in_whole_blocks(block_m, per_sm):
+    # with_row_strips (backward_launch's grid, and the probes'): every row in one strip, strips of
+    # whole row blocks, no program without rows, at most per_sm programs an SM.
+    from trinix_bench.ops.launch_config import BackwardLaunch, DxOperands, multiprocessor_count, with_row_strips
+
+    cpu = torch.device("cpu")
+    shape = BackwardLaunch(64, block_m, 4, False, 0, 0, 1, DxOperands.HELD_FP32, programs_per_sm=per_sm)
+    max_programs = multiprocessor_count(cpu) * per_sm
+    for rows in (1, 2, 3, 5, 7, 8, 9, 17, 33, 100):
+        cfg = with_row_strips(shape, rows, cpu)
+        assert cfg.rows_per_program % block_m == 0
+        assert (cfg.programs - 1) * cfg.rows_per_program < rows <= cfg.programs * cfg.rows_per_program
+        assert cfg.programs <= max_programs
+    assert with_row_strips(shape, 100, cpu).programs == max_programs
+
+
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
                                         ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000),
                                         ("rms_norm", 18000), ("layer_norm", 7000), ("layer_norm", 14000),

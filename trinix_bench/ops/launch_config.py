@@ -616,7 +616,12 @@ def backward_launch(rows: int, hidden: int, device: torch.device, is_rms: bool, 
     needs are small, for a device that cannot fit the single-pass launch. Cached: a training run
     sees a handful of (rows, hidden) shapes, and building the launch cost ~3 us of host time a
     backward on the H200 (run 36, scripts/tune_kernels.py host_training)."""
-    shape = _backward_shape(hidden, is_rms, dtype, force_looped)
+    return with_row_strips(_backward_shape(hidden, is_rms, dtype, force_looped), rows, device)
+
+
+def with_row_strips(shape: BackwardLaunch, rows: int, device: torch.device) -> BackwardLaunch:
+    """``shape`` with its grid filled in for ``rows``: one strip of rows a program, at most
+    ``shape.programs_per_sm`` programs an SM, each strip a whole number of ``block_m`` row blocks."""
     max_programs = multiprocessor_count(device) * shape.programs_per_sm
     row_blocks = -(-rows // shape.block_m)
     programs = max(1, min(max_programs, row_blocks))
