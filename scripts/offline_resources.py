@@ -5,8 +5,8 @@ machine without a GPU.
     PYTHONPATH=/tmp/t36:. python scripts/offline_resources.py layer_norm@32768x12288 \\
         layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16]
 
-A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH as
-``tune_kernels.py backward_ab`` reads it: ``TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]``.
+A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH in
+``launch_config.BACKWARD_NOTATION``, as ``tune_kernels.py backward_ab`` reads it.
 The kernel is compiled by Triton as a launch would specialize it (16-byte aligned pointers, row
 strides divisible by 16 when the width is) and its PTX is run through Triton's ptxas with ``-v``.
 With the device's Triton version the counts match what the H200 reports: run 72 read the same
@@ -46,19 +46,10 @@ def parse_spec(spec: str, dtype: torch.dtype) -> tuple[str, int, int, lc.Backwar
         raise SystemExit(f"spec {spec!r}: op must be rms_norm or layer_norm")
     if not launch:
         return op, rows, hidden, lc._backward_shape(hidden, op == "rms_norm", dtype, False)
-    tiles, warps, stages, operands, *options = launch.split("/")
-    unknown = set(options) - {"reload", "masked", "separate", "affine"}
-    if unknown or not warps.startswith("w") or not stages.startswith("s"):
-        raise SystemExit(f"spec {spec!r}: expected LAUNCH as "
-                         "TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]")
-    if operands not in lc.DxOperands.__members__:
-        raise SystemExit(f"spec {spec!r}: OPERANDS must be one of {', '.join(lc.DxOperands.__members__)}")
-    widths = [int(t) for t in tiles.split("+")] + [0, 0]
-    cfg = lc.BackwardLaunch(widths[0], lc._rows_per_program(widths[0]), int(warps[1:]), False, 0, 0, int(stages[1:]),
-                            lc.DxOperands[operands], tuple(widths[1:3]), keep_masks="masked" in options,
-                            reload_weight="reload" in options, joint_sums="separate" not in options,
-                            affine_dx="affine" in options)
-    return op, rows, hidden, cfg
+    try:
+        return op, rows, hidden, lc.parse_backward_notation(launch)
+    except ValueError as exc:
+        raise SystemExit(f"spec {spec!r}: {exc}") from None
 
 
 def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype,
@@ -118,20 +109,9 @@ def ptxas_resources(ptx: str) -> tuple[int, int, int]:
     return int(registers.group(1)), int(spills.group(1)), int(spills.group(2))
 
 
-def describe(cfg: lc.BackwardLaunch, rows: int, hidden: int) -> str:
-    """The launch in backward_ab's notation."""
-    if cfg.looped:
-        return f"looped {cfg.block_n}/w{cfg.num_warps}/s{cfg.row_stages}"
-    tiles = "+".join(str(t) for t in (cfg.block_n, *cfg.tail_n) if t)
-    options = [name for name, on in (("reload", cfg.reload_weight), ("masked", cfg.masked(rows, hidden)),
-                                     ("separate", not cfg.joint_sums), ("affine", cfg.affine_dx)) if on]
-    return "/".join([tiles, f"w{cfg.num_warps}", f"s{cfg.row_stages}", cfg.dx_operands.name, *options])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("specs", nargs="+",
-                        help="op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]]")
+    parser.add_argument("specs", nargs="+", help=f"op@ROWSxHIDDEN[=LAUNCH], LAUNCH as {lc.BACKWARD_NOTATION}")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--residual-grad", action="store_true",
                         help="compile as the fused ops' backward with residual_out's gradient (HAS_DRES)")
@@ -143,7 +123,7 @@ def main():
         op, rows, hidden, cfg = parse_spec(spec, dtype)
         compiled = compile_backward(op, rows, hidden, cfg, dtype, args.residual_grad)
         registers, stores, loads = ptxas_resources(compiled.asm["ptx"])
-        print(f"| {spec} | {describe(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
+        print(f"| {spec} | {lc.backward_notation(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
               f"{compiled.metadata.shared} |", flush=True)
 
 

@@ -566,36 +566,22 @@ FORWARD_AB_OPS = {**FORWARD_SWEEP_OPS, "fused_add_layer_norm": (False, 4)}
 
 
 def _parse_backward_candidate(spec):
-    """``op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]`` (TILES:
-    "16384+2048"; separate: LayerNorm's two row sums by one tl.sum each; affine: dx from per-row
-    coefficients, BackwardLaunch.affine_dx) for a single-pass launch, or
-    ``op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES`` for the looped kernel ->
-    (op, rows, hidden, label, BackwardLaunch) bypassing the tables."""
+    """``op@ROWSxHIDDEN=LAUNCH``, LAUNCH in launch_config.BACKWARD_NOTATION (separate: LayerNorm's
+    two row sums by one tl.sum each; affine: dx from per-row coefficients, BackwardLaunch.affine_dx)
+    -> (op, rows, hidden, label, BackwardLaunch with its grid) bypassing the tables."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
-    rows, hidden = (int(v) for v in shape.split("x"))
-    if launch.startswith("looped/"):
-        parts = launch.split("/")
-        if (op not in BACKWARD_AB_OPS or len(parts) != 5 or not parts[1].isdigit()
-                or [p[:1] for p in parts[2:]] != ["w", "p", "s"] or not all(p[1:].isdigit() for p in parts[2:])):
-            raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
-                             "op@ROWSxHIDDEN=looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
-        chunk, warps, per_sm, stages = int(parts[1]), *(int(p[1:]) for p in parts[2:])
-        shape = lc.BackwardLaunch(chunk, 1, warps, True, 0, 0, stages, lc.DxOperands.HELD_FP32, programs_per_sm=per_sm)
-        return op, rows, hidden, launch, lc.with_row_strips(shape, rows, torch.device("cuda"))
-    tiles, warps, stages, operands, *options = launch.split("/")
-    unknown = set(options) - {"reload", "masked", "separate", "affine"}
-    if op not in BACKWARD_AB_OPS or unknown or not warps.startswith("w") or not stages.startswith("s"):
-        raise SystemExit(f"--candidates: cannot read {spec!r}; expected "
-                         "op@ROWSxHIDDEN=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine]")
-    widths = tuple(int(t) for t in tiles.split("+")) + (0, 0)
-    cfg = _single_pass_launch(rows, hidden, int(warps[1:]), 1, int(stages[1:]), lc.DxOperands[operands], widths[:3])
-    cfg = dataclasses.replace(cfg, reload_weight="reload" in options, keep_masks="masked" in options)
-    if "separate" in options:  # named only when asked, so the script still runs against older packages
-        cfg = dataclasses.replace(cfg, joint_sums=False)
-    if "affine" in options:
-        cfg = dataclasses.replace(cfg, affine_dx=True)
-    return op, rows, hidden, launch, cfg
+    if op not in BACKWARD_AB_OPS:
+        raise SystemExit(f"--candidates: cannot read {spec!r}; op must be one of {', '.join(BACKWARD_AB_OPS)}")
+    dims = shape.split("x")
+    if len(dims) != 2 or not all(d.isdigit() for d in dims):
+        raise SystemExit(f"--candidates: cannot read {spec!r}; expected op@ROWSxHIDDEN=LAUNCH")
+    rows, hidden = int(dims[0]), int(dims[1])
+    try:
+        cfg = lc.parse_backward_notation(launch)
+    except ValueError as exc:
+        raise SystemExit(f"--candidates: cannot read {spec!r}: {exc}") from None
+    return op, rows, hidden, launch, lc.with_row_strips(cfg, rows, torch.device("cuda"))
 
 
 def _alternate(op, rows, hidden, call, leaves, grad_mode, bytes_moved, launcher, labelled, rounds=2):
@@ -627,12 +613,12 @@ BACKWARD_AB_OPS = {"rms_norm": (True, 5), "layer_norm": (False, 5), "fused_add_r
                    "fused_add_layer_norm": (False, 8)}
 
 
-def _stages_label(table_stages, fitted_stages):
-    """``sN`` for the table's row stages, or what launch_backward fell back to after running out of
-    shared memory (its _FITTED_ROW_STAGES: fewer stages, or 0 for the looped kernel)."""
+def _fallback_note(table_stages, fitted_stages):
+    """What launch_backward fell back to after the table's stages ran out of shared memory (its
+    _FITTED_ROW_STAGES: fewer stages, or 0 for the looped kernel); "" where it ran as the table says."""
     if fitted_stages is None or fitted_stages == table_stages:
-        return f"s{table_stages}"
-    return f"{f's{fitted_stages}' if fitted_stages else 'looped'} (s{table_stages} out of shared memory)"
+        return ""
+    return f" (ran {f's{fitted_stages}' if fitted_stages else 'looped'}: s{table_stages} out of shared memory)"
 
 
 def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
@@ -662,12 +648,9 @@ def backward_ab(candidates, dtype=torch.bfloat16, rounds=2):
         if hasattr(nz, "fitted_stages_key"):  # older packages have no stage fallback
             fitted = nz._FITTED_ROW_STAGES.get(nz.fitted_stages_key(hidden, is_rms, dtype, torch.cuda.current_device(),
                                                                     op.startswith("fused_add_")))
-        label = (f"table: {'looped' if base.looped else _tiles_label((base.block_n, *base.tail_n))} w{base.num_warps} "
-                 f"{_stages_label(base.row_stages, fitted)} {base.dx_operands.name}"
-                 f"{'/reload' if base.reload_weight else ''}"
-                 f"{'/masked' if base.masked(rows, hidden) else ''}"
-                 f"{'' if getattr(base, 'joint_sums', True) else '/separate'}"
-                 f"{'/affine' if getattr(base, 'affine_dx', False) else ''}")
+        # older packages (runs 68-69 time two commits' tables) have no notation: their launch's repr
+        notation = lc.backward_notation(base, rows, hidden) if hasattr(lc, "backward_notation") else repr(base)
+        label = f"table: {notation}{_fallback_note(base.row_stages, fitted)}"
         _alternate(op, rows, hidden, step, leaves, contextlib.nullcontext, elements_moved * rows * hidden * 2,
                    "backward_launch",
                    [(label, None)] + launches, rounds)

@@ -660,6 +660,48 @@ def test_row_strips_cover_the_rows_in_whole_blocks(block_m, per_sm):
     assert with_row_strips(shape, 100, cpu).programs == max_programs
 
 
+@pytest.mark.parametrize("is_rms", [True, False])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_backward_notation_reads_back_every_table_launch(is_rms, dtype):
+    # The probes print a launch in this notation and read it back (backward_ab candidates,
+    # offline_resources specs): every launch the tables pick, single pass and looped, survives.
+    from trinix_bench.ops.launch_config import _backward_shape, backward_notation, parse_backward_notation
+
+    for hidden in (512, 5120, 8192, 12288, 16384, 18432, 28672, 65536):
+        shape = _backward_shape(hidden, is_rms, dtype, False)
+        text = backward_notation(shape, 64, hidden)
+        # a single pass named masked reads back as keeping its masks; the looped kernel's are its own
+        expected = shape if shape.looped else dataclasses.replace(shape, keep_masks=shape.masked(64, hidden))
+        assert parse_backward_notation(text) == expected, text
+        assert backward_notation(parse_backward_notation(text), 64, hidden) == text
+
+
+def test_backward_notation_names_options_in_order():
+    from trinix_bench.ops.launch_config import BackwardLaunch, DxOperands, backward_notation, parse_backward_notation
+
+    launch = parse_backward_notation("4096+1024/w8/s4/HELD_FP32/reload/separate/affine")
+    assert (launch.block_n, launch.tail_n, launch.block_m, launch.num_warps, launch.row_stages) == (
+        4096, (1024, 0), 1, 8, 4)
+    assert launch.reload_weight and not launch.joint_sums and launch.affine_dx and not launch.keep_masks
+    assert backward_notation(launch, 64, 5120) == "4096+1024/w8/s4/HELD_FP32/reload/separate/affine"
+    # a launch with lanes left over is named masked; masked read back keeps the masks
+    assert backward_notation(launch, 64, 5000) == "4096+1024/w8/s4/HELD_FP32/reload/masked/separate/affine"
+    assert parse_backward_notation("256/w4/s2/RELOADED/masked").keep_masks
+    looped = BackwardLaunch(8192, 1, 32, True, 0, 0, 2, DxOperands.HELD_FP32, programs_per_sm=1)
+    assert backward_notation(looped, 64, 65536) == "looped/8192/w32/p1/s2"
+    assert parse_backward_notation("looped/8192/w32/p1/s2") == looped
+
+
+@pytest.mark.parametrize("text", ["8/16/s1/RELOADED", "8/w4/s1/RELOADED/fast", "8/w4/s1/HELD", "8/w4/s1",
+                                  "8+4+2+1/w4/s1/RELOADED", "wide/w4/s1/RELOADED", "8/w0/s1/RELOADED",
+                                  "looped/8192/w32/p1", "looped/8192/w32/s1/p1", "looped/wide/w32/p1/s1", ""])
+def test_a_malformed_backward_notation_names_the_expected_form(text):
+    from trinix_bench.ops.launch_config import parse_backward_notation
+
+    with pytest.raises(ValueError, match=r"TILES/wWARPS/sSTAGES/OPERANDS.*looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES"):
+        parse_backward_notation(text)
+
+
 @pytest.mark.parametrize("op, hidden", [("rms_norm", 5120), ("layer_norm", 5120), ("fused_add_rms_norm", 5000),
                                         ("rms_norm", 12288), ("layer_norm", 12288), ("rms_norm", 14000),
                                         ("rms_norm", 18000), ("layer_norm", 7000), ("layer_norm", 14000),

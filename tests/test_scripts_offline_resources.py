@@ -19,15 +19,16 @@ def test_a_bare_shape_takes_the_tables_launch(offline_resources):
     assert (op, rows, hidden) == ("layer_norm", 131072, 16384)
     table = lc.backward_launch(rows, hidden, torch.device("cpu"), False, torch.bfloat16)
     assert cfg == dataclasses.replace(table, programs=0, rows_per_program=0)
-    assert offline_resources.describe(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate/affine"
-    assert offline_resources.describe(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate/affine"
+    assert lc.backward_notation(cfg, rows, hidden) == "8192+8192/w16/s3/HELD_NARROW/reload/separate/affine"
+    assert lc.backward_notation(cfg, rows, 16000) == "8192+8192/w16/s3/HELD_NARROW/reload/masked/separate/affine"
     _, _, _, fp16 = offline_resources.parse_spec("layer_norm@4096x16384", torch.float16)
-    assert offline_resources.describe(fp16, 4096, 16384) == "16384/w16/s2/RELOADED"
+    assert lc.backward_notation(fp16, 4096, 16384) == "16384/w16/s2/RELOADED"
     _, _, _, looped = offline_resources.parse_spec("layer_norm@4096x28672", torch.bfloat16)
-    assert offline_resources.describe(looped, 4096, 28672) == "looped 4096/w8/s1"
+    assert lc.backward_notation(looped, 4096, 28672) == "looped/4096/w8/p2/s1"
 
 
 def test_a_launch_spec_names_every_field(offline_resources):
+    from trinix_bench.ops import launch_config as lc
     from trinix_bench.ops.launch_config import DxOperands
 
     _, rows, hidden, cfg = offline_resources.parse_spec(
@@ -40,15 +41,14 @@ def test_a_launch_spec_names_every_field(offline_resources):
                                                   torch.float32)
     assert (plain.tail_n, plain.block_m, plain.reload_weight, plain.joint_sums, plain.keep_masks, plain.affine_dx) == (
         (128, 128), 16, True, True, False, True)
-    assert offline_resources.describe(cfg, rows, hidden) == "4096+1024/w8/s4/HELD_FP32/masked/separate"
+    assert lc.backward_notation(cfg, rows, hidden) == "4096+1024/w8/s4/HELD_FP32/masked/separate"
 
 
 @pytest.mark.parametrize("spec, message", [
     ("layer_norm@4096", "expected op@ROWSxHIDDEN"),
     ("group_norm@4x8", "op must be rms_norm or layer_norm"),
-    ("rms_norm@4x8=8/16/s1/RELOADED", "expected LAUNCH as"),
-    ("rms_norm@4x8=8/w4/s1/RELOADED/fast", "expected LAUNCH as"),
-    ("rms_norm@4x8=8/w4/s1/HELD", "OPERANDS must be one of HELD_FP32, RELOADED, HELD_NARROW"),
+    ("rms_norm@4x8=8/16/s1/RELOADED", "expected TILES/wWARPS/sSTAGES/OPERANDS"),
+    ("rms_norm@4x8=8/w4/s1/RELOADED/fast", "expected TILES/wWARPS/sSTAGES/OPERANDS"),
 ])
 def test_a_malformed_spec_says_what_is_expected(offline_resources, spec, message):
     with pytest.raises(SystemExit, match=message):

@@ -49,12 +49,16 @@ def test_a_single_pass_backward_candidate_names_its_options_and_fused_ops(tune_k
     assert not (plain.reload_weight or plain.affine_dx or plain.keep_masks) and plain.joint_sums
     with pytest.raises(SystemExit, match="OPERANDS"):
         tune_kernels._parse_backward_candidate("rms_norm@4096x8192=8192/w16/s3/HELD_FP32/fast")
+    with pytest.raises(SystemExit, match="op must be one of rms_norm"):
+        tune_kernels._parse_backward_candidate("group_norm@64x8192=8192/w16/s3/HELD_FP32")
+    with pytest.raises(SystemExit, match="expected op@ROWSxHIDDEN=LAUNCH"):
+        tune_kernels._parse_backward_candidate("rms_norm@64=8192/w16/s3/HELD_FP32")
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@64x65536=looped/8192/w32/p1",  # no stages
                                   "rms_norm@64x65536=looped/8192/w32/s1/p1",  # out of order
                                   "rms_norm@64x65536=looped/wide/w32/p1/s1",
-                                  "group_norm@64x65536=looped/8192/w32/p1/s1"])
+                                  "rms_norm@64x65536=looped/8192/w32/p0/s1"])
 def test_a_malformed_looped_candidate_names_the_expected_form(tune_kernels, sms, spec):
     with pytest.raises(SystemExit, match="looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES"):
         tune_kernels._parse_backward_candidate(spec)
@@ -101,6 +105,6 @@ def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spe
 
 def test_the_backward_table_label_names_the_stages_that_ran(tune_kernels):
     # launch_backward's fallback (fewer stages, then the looped kernel) shows in backward_ab's label.
-    assert tune_kernels._stages_label(3, None) == tune_kernels._stages_label(3, 3) == "s3"
-    assert tune_kernels._stages_label(3, 2) == "s2 (s3 out of shared memory)"
-    assert tune_kernels._stages_label(2, 0) == "looped (s2 out of shared memory)"
+    assert tune_kernels._fallback_note(3, None) == tune_kernels._fallback_note(3, 3) == ""
+    assert tune_kernels._fallback_note(3, 2) == " (ran s2: s3 out of shared memory)"
+    assert tune_kernels._fallback_note(2, 0) == " (ran looped: s2 out of shared memory)"

@@ -631,6 +631,62 @@ def with_row_strips(shape: BackwardLaunch, rows: int, device: torch.device) -> B
     return dataclasses.replace(shape, programs=programs, rows_per_program=rows_per_program)
 
 
+# The probes' textual form of a backward launch (scripts/tune_kernels.py backward_ab reads it,
+# scripts/offline_resources.py compiles it, docs/kernels.md quotes it). Options in this order:
+_BACKWARD_OPTIONS = ("reload", "masked", "separate", "affine")
+BACKWARD_NOTATION = ("TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine] (TILES: e.g. 8192+4096) "
+                     "or looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
+
+
+def backward_notation(launch: BackwardLaunch, rows: int, hidden: int) -> str:
+    """``launch`` in BACKWARD_NOTATION, e.g. ``8192+8192/w16/s3/HELD_NARROW/reload/separate/affine``
+    or ``looped/4096/w8/p2/s1``; ``masked`` is named where the launch keeps masks on a
+    (rows, hidden) problem. parse_backward_notation reads it back (its grid aside)."""
+    if launch.looped:
+        return f"looped/{launch.block_n}/w{launch.num_warps}/p{launch.programs_per_sm}/s{launch.row_stages}"
+    tiles = "+".join(str(t) for t in (launch.block_n, *launch.tail_n) if t)
+    flags = (launch.reload_weight, launch.masked(rows, hidden), not launch.joint_sums, launch.affine_dx)
+    options = [name for name, on in zip(_BACKWARD_OPTIONS, flags) if on]
+    return "/".join([tiles, f"w{launch.num_warps}", f"s{launch.row_stages}", launch.dx_operands.name, *options])
+
+
+def _notation_number(part: str, prefix: str) -> int:
+    """The positive integer after ``prefix`` in ``part`` ("w16" -> 16), or ValueError."""
+    digits = part[len(prefix):]
+    if not part.startswith(prefix) or not digits.isdigit() or int(digits) < 1:
+        raise ValueError(part)
+    return int(digits)
+
+
+def parse_backward_notation(text: str) -> BackwardLaunch:
+    """The launch ``text`` names in BACKWARD_NOTATION, its grid not filled in (programs and
+    rows_per_program 0: with_row_strips fills them). A single pass gets the tables' rows per
+    program for its first tile and one program an SM; ``masked`` sets keep_masks, ``separate``
+    clears joint_sums. Raises ValueError naming the expected form."""
+    parts = text.split("/")
+    try:
+        if parts[0] == "looped":
+            if len(parts) != 5:
+                raise ValueError(text)
+            chunk = _notation_number(parts[1], "")
+            warps, per_sm, stages = (_notation_number(p, prefix) for p, prefix in zip(parts[2:], "wps"))
+            return BackwardLaunch(chunk, 1, warps, True, 0, 0, stages, DxOperands.HELD_FP32, programs_per_sm=per_sm)
+        if len(parts) < 4 or set(parts[4:]) - set(_BACKWARD_OPTIONS) or parts[3] not in DxOperands.__members__:
+            raise ValueError(text)
+        widths = [_notation_number(t, "") for t in parts[0].split("+")]
+        if len(widths) > 3:
+            raise ValueError(text)
+        warps, stages = _notation_number(parts[1], "w"), _notation_number(parts[2], "s")
+    except ValueError:
+        raise ValueError(f"backward launch {text!r}: expected {BACKWARD_NOTATION}") from None
+    options = set(parts[4:])
+    widths += [0] * (3 - len(widths))
+    return BackwardLaunch(widths[0], _rows_per_program(widths[0]), warps, False, 0, 0, stages,
+                          DxOperands[parts[3]], tuple(widths[1:]), keep_masks="masked" in options,
+                          reload_weight="reload" in options, joint_sums="separate" not in options,
+                          affine_dx="affine" in options)
+
+
 @functools.lru_cache(maxsize=None)
 def multiprocessor_count(device: torch.device) -> int:
     """SM count of a CUDA device; for the CPU interpreter, a small stand-in that still spreads rows
