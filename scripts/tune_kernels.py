@@ -1088,8 +1088,8 @@ def main():
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
     parser.add_argument("--parts", default="forward,backward", help="split_rows: which passes to time")
     parser.add_argument("--candidates", default="",
-                        help="backward_ab: comma-separated op@ROWSxHIDDEN[=TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked]"
-                             "[/separate][/affine]]; "
+                        help="backward_ab: comma-separated op@ROWSxHIDDEN[=LAUNCH], LAUNCH as launch_config.BACKWARD_NOTATION "
+                             "reads, e.g. 8192+8192/w16/s3/HELD_NARROW/reload or looped/4096/w8/p2/s1; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
                         help="backward_ab / forward_ab / setup_effects: alternating readings of each launch")
