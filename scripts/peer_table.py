@@ -115,14 +115,22 @@ def measuring_order(names, round_index):
     return names[shift:] + names[:shift]
 
 
-def measure(cell, rows, hidden, fn):
-    full = cell.endswith("full")
+def make_inputs(cell, rows, hidden):
+    """(x, r, w, b) for one cell, bf16 on the GPU, seeded by the shape so that every provider of a
+    config reads the same values; r (the residual) only for fused add, b only for LayerNorm."""
     gen = torch.Generator(device="cuda").manual_seed(rows * 7 + hidden)
     x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
     r = torch.randn_like(x) if cell.startswith("add") else None
     w = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
     b = torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen) if cell.startswith("ln") else None
-    if not full:
+    return x, r, w, b
+
+
+def time_call(cell, fn, inputs):
+    """do_bench median (ms) of ``fn(*inputs)``: under no_grad for a forward cell; for a ``full``
+    cell one autograd call ``fn(...).backward(dy)``, the leaves' grads reset to None between calls."""
+    x, r, w, b = inputs
+    if not cell.endswith("full"):
         with torch.no_grad():
             return triton.testing.do_bench(lambda: fn(x, r, w, b), warmup=25, rep=100, return_mode="median")
     leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
@@ -132,6 +140,35 @@ def measure(cell, rows, hidden, fn):
         fn(x, r, w, b).backward(dy)
 
     return triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
+
+
+def measure(cell, rows, hidden, fn):
+    """The peer table's reading of one provider in one config: fresh inputs, then time_call (ms)."""
+    return time_call(cell, fn, make_inputs(cell, rows, hidden))
+
+
+def measure_config(cell, config, providers, rounds, copy_gbps, sink, timer=measure):
+    """Every provider of ``providers`` (name -> callable) on one config of a cell, ``rounds`` times,
+    each round in measuring_order; each row is written to ``sink`` as a JSON line as it lands, and
+    a provider that raises gets a row with its error instead of stopping the table. Returns the rows."""
+    rows, hidden = CONFIGS[config]
+    ideal_bytes = BYTES_PER_ELEMENT_PASSES[cell] * rows * hidden * 2
+    results = []
+    for round_index in range(rounds):
+        for name in measuring_order(list(providers), round_index):
+            try:
+                ms = timer(cell, rows, hidden, providers[name])
+                status = "ok"
+            except Exception as exc:  # a peer failing must not stop the table
+                ms, status = float("nan"), f"{type(exc).__name__}: {str(exc)[:120]}"
+            torch.cuda.empty_cache()
+            row = dict(cell=cell, config=config, rows=rows, hidden=hidden, provider=name, us=ms * 1e3,
+                       pct_of_copy=ideal_bytes / (ms * 1e-3) / (copy_gbps * 1e9) * 100, copy_gbps=copy_gbps,
+                       status=status, round=round_index)
+            results.append(row)
+            sink.write(json.dumps(row) + "\n")
+            sink.flush()
+    return results
 
 
 def main(argv=None):
@@ -150,34 +187,20 @@ def main(argv=None):
         parser.error(f"--rounds must be a positive integer, got {args.rounds}")
     cells = args.cells.split(",")
     configs = args.configs.split(",")
+    for flag, names, known in (("--cells", cells, CELLS), ("--configs", configs, CONFIGS)):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            parser.error(f"{flag}: unknown {', '.join(unknown)}; expected a comma list of {', '.join(known)}")
     keep = args.providers.split(",") if args.providers else None
     # One compiled function serves every config of a cell; static shapes need one graph per config.
     torch._dynamo.config.recompile_limit = 64
     bw = copy_bandwidth_gbps()
     print(f"copy bandwidth: {bw:.0f} GB/s", flush=True)
-    results = []
     with open(args.out, "a") as sink:
         for cell in cells:
-            provs = select_providers(_providers(cell), keep)
-            for cfg in configs:
-                rows, hidden = CONFIGS[cfg]
-                for round_index in range(args.rounds):
-                    for name in measuring_order(list(provs), round_index):
-                        fn = provs[name]
-                        try:
-                            ms = measure(cell, rows, hidden, fn)
-                            status = "ok"
-                        except Exception as exc:  # a peer failing must not stop the table
-                            ms, status = float("nan"), f"{type(exc).__name__}: {str(exc)[:120]}"
-                        torch.cuda.empty_cache()
-                        us = ms * 1e3
-                        pct = BYTES_PER_ELEMENT_PASSES[cell] * rows * hidden * 2 / (ms * 1e-3) / (bw * 1e9) * 100
-                        row = dict(cell=cell, config=cfg, rows=rows, hidden=hidden, provider=name, us=us,
-                                   pct_of_copy=pct, copy_gbps=bw, status=status, round=round_index)
-                        results.append(row)
-                        sink.write(json.dumps(row) + "\n")
-                        sink.flush()
-            _print_cell(cell, configs, [r for r in results if r["cell"] == cell])
+            providers = select_providers(_providers(cell), keep)
+            rows = [row for config in configs for row in measure_config(cell, config, providers, args.rounds, bw, sink)]
+            _print_cell(cell, configs, rows)
     return 0
 
 

@@ -1032,9 +1032,7 @@ def setup_effects(shapes, rounds=2):
     for rows, hidden in shapes:
         for cell in ("rms_fwd", "ln_fwd"):
             providers = peer_table.select_providers(peer_table._providers(cell), ["ours", "liger"])
-            gen = torch.Generator(device="cuda").manual_seed(rows * 7 + hidden)
-            x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16, generator=gen)
-            w, b = (torch.randn(hidden, device="cuda", dtype=torch.bfloat16, generator=gen) for _ in range(2))
+            kept_inputs = peer_table.make_inputs(cell, rows, hidden)
             readings = {}
             for round_index in range(rounds):
                 for name in peer_table.measuring_order(list(providers), round_index):
@@ -1043,9 +1041,7 @@ def setup_effects(shapes, rounds=2):
                         if variant in ("table", "cache kept"):
                             ms = peer_table.measure(cell, rows, hidden, fn)
                         else:
-                            with torch.no_grad():
-                                ms = triton.testing.do_bench(lambda: fn(x, None, w, b), warmup=25, rep=100,
-                                                             return_mode="median")
+                            ms = peer_table.time_call(cell, fn, kept_inputs)
                         if variant in ("table", "inputs kept"):
                             torch.cuda.empty_cache()
                         readings.setdefault((name, variant), []).append(ms * 1e3)
@@ -1053,7 +1049,7 @@ def setup_effects(shapes, rounds=2):
                 listed = ", ".join(f"{v:.1f}" for v in values)
                 print(f"| {cell} | {rows}x{hidden} | {name} | {variant} | {listed} | {statistics.median(values):.1f} |",
                       flush=True)
-            del x, w, b
+            del kept_inputs
             torch.cuda.empty_cache()
 
 
