@@ -146,11 +146,9 @@ def _apply_variant(max_single_rms, max_single_ln, warps, chunk, per_sm):
 
 
 def backward(shapes, variants):
-    bw_src = torch.randn(1 << 30, device="cuda", dtype=torch.bfloat16)
-    bw_dst = torch.empty_like(bw_src)
-    copy_ms = triton.testing.do_bench(lambda: bw_dst.copy_(bw_src), warmup=25, rep=200, return_mode="median")
-    copy_gbps = 4 * bw_src.numel() / (copy_ms * 1e-3) / 1e9
-    del bw_src, bw_dst
+    import peer_table
+
+    copy_gbps = peer_table.copy_bandwidth_gbps()
     print(f"copy bandwidth {copy_gbps:.0f} GB/s")
     print("| variant | op | shape | full us | % of copy |")
     print("|---|---|---|---|---|")
@@ -1053,6 +1051,136 @@ def setup_effects(shapes, rounds=2):
             torch.cuda.empty_cache()
 
 
+def copy_ceiling(shapes, rounds=3):
+    """What a plain copy of a forward's bytes reaches at each shape. ``y.copy_(x)`` moves exactly
+    what an RMSNorm or LayerNorm forward must (x read, y written; w and b aside), so its do_bench
+    time is the floor for a forward of that size, launch and ramp included, where the 2 GiB copy
+    that "% of copy" divides by has neither. Alternating readings (do_bench median, L2 emptied) of
+    the copy and of both forwards under the tables; % of the 2 GiB copy bandwidth, and the copy's
+    time over the forward's (1.00: the forward runs at the copy's speed for its size)."""
+    import statistics
+
+    import peer_table
+
+    bandwidth = peer_table.copy_bandwidth_gbps()
+    print(f"copy bandwidth (2 GiB): {bandwidth:.0f} GB/s")
+    print("| shape | call | readings us | median us | % of copy | copy / call |")
+    print("|---|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
+        y = torch.empty_like(x)
+        calls = {"copy": lambda x=x, y=y: y.copy_(x),
+                 "rms_norm": _forward_call("rms_norm", rows, hidden),
+                 "layer_norm": _forward_call("layer_norm", rows, hidden)}
+        readings = {name: [] for name in calls}
+        with torch.no_grad():
+            _warm_up(calls["copy"])
+            for _ in range(rounds):
+                for name, fn in calls.items():
+                    readings[name].append(1e3 * triton.testing.do_bench(fn, warmup=25, rep=100,
+                                                                        return_mode="median"))
+        copy_us = statistics.median(readings["copy"])
+        for name, values in readings.items():
+            us = statistics.median(values)
+            pct = 2 * rows * hidden * 2 / (us * 1e-6) / (bandwidth * 1e9) * 100
+            print(f"| {rows}x{hidden} | {name} | {', '.join(f'{v:.1f}' for v in values)} | {us:.1f} | "
+                  f"{pct:.1f}% | {copy_us / us:.2f} |", flush=True)
+        del x, y, calls
+        torch.cuda.empty_cache()
+
+
+# nvidia-smi's fields beside each clock_trace reading (queried only; nothing is set)
+CLOCK_FIELDS = ("clocks.sm", "clocks.mem", "power.draw", "temperature.gpu")
+
+
+def clock_summary(samples, start, end):
+    """Median of each CLOCK_FIELDS value over the (time, values) ``samples`` taken from ``start``
+    to ``end``; the sample nearest the window where none fell inside (a reading shorter than the
+    sampling period); None without samples."""
+    import statistics
+
+    inside = [values for t, values in samples if start <= t <= end]
+    if not inside and samples:
+        inside = [min(samples, key=lambda s: min(abs(s[0] - start), abs(s[0] - end)))[1]]
+    if not inside:
+        return None
+    return tuple(statistics.median(v[i] for v in inside) for i in range(len(CLOCK_FIELDS)))
+
+
+@contextlib.contextmanager
+def _clock_samples(period_ms=20):
+    """A list that fills with (time.perf_counter(), CLOCK_FIELDS values) from ``nvidia-smi -lms``
+    running in the background for the current device; stays empty where nvidia-smi cannot run."""
+    import subprocess
+    import threading
+
+    uuid = str(torch.cuda.get_device_properties(torch.cuda.current_device()).uuid)
+    command = ["nvidia-smi", "-i", uuid if uuid.startswith("GPU-") else f"GPU-{uuid}",
+               f"--query-gpu={','.join(CLOCK_FIELDS)}", "--format=csv,noheader,nounits", f"-lms={period_ms}"]
+    samples = []
+    try:
+        smi = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        print(f"clocks unavailable: {exc}", file=sys.stderr)
+        yield samples
+        return
+
+    def read():
+        for line in smi.stdout:
+            try:
+                samples.append((time.perf_counter(), tuple(float(v) for v in line.split(","))))
+            except ValueError:  # e.g. "[N/A]"
+                continue
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        yield samples
+    finally:
+        smi.terminate()
+        smi.wait()
+        reader.join(timeout=2)
+        if not samples:
+            print(f"clocks unavailable: {smi.stderr.read().strip()[:200]}", file=sys.stderr)
+
+
+def clock_trace(shapes, rounds=4):
+    """Each do_bench reading of our inference forward and Liger-Kernel's (where installed) at
+    ``shapes``, as the peer table takes it (peer_table.measure: fresh inputs, then empty_cache),
+    beside the SM and memory clocks, power and temperature nvidia-smi reported while it ran
+    (sampled every 20 ms, read only): whether the ~2 us between the peer table's readings and
+    forward_ab's later rounds (runs 83-90) follow the clocks. Even rounds start after two idle
+    seconds, odd ones after a second of XXXL RMSNorm fwd+bwd, as a sweep's earlier shapes would."""
+    import peer_table
+
+    load, load_leaves = _training_step("rms_norm", 131072, 16384)
+    print("| reading | round | after | cell | shape | provider | us | SM MHz | mem MHz | W | C |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    index = 0
+    with _clock_samples() as samples:
+        for round_index in range(rounds):
+            after = "load" if round_index % 2 else "idle"
+            if after == "idle":
+                torch.cuda.synchronize()
+                time.sleep(2)
+            else:
+                _warm_up(load, load_leaves, seconds=1.0)
+            for rows, hidden in shapes:
+                for cell in ("rms_fwd", "ln_fwd"):
+                    providers = peer_table.select_providers(peer_table._providers(cell), ["ours", "liger"])
+                    for name in peer_table.measuring_order(list(providers), round_index):
+                        torch.cuda.synchronize()
+                        start = time.perf_counter()
+                        ms = peer_table.measure(cell, rows, hidden, providers[name])
+                        end = time.perf_counter()
+                        torch.cuda.empty_cache()
+                        clocks = clock_summary(samples, start, end)
+                        shown = " | ".join(f"{v:.0f}" for v in clocks) if clocks else "- | - | - | -"
+                        print(f"| {index} | {round_index} | {after} | {cell} | {rows}x{hidden} | {name} | "
+                              f"{ms * 1e3:.1f} | {shown} |", flush=True)
+                        index += 1
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -1073,12 +1201,14 @@ PROBES = {
     "masks": (masks, True),
     "reload_weight": (reload_weight, True),
 }
+# probes that take --shapes and --rounds
+ROUNDS_PROBES = {"setup_effects": setup_effects, "copy_ceiling": copy_ceiling, "clock_trace": clock_trace}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("probe",
-                        choices=list(PROBES) + ["inductor", "backward_ab", "forward_ab", "setup_effects"])
+                        choices=list(PROBES) + list(ROUNDS_PROBES) + ["inductor", "backward_ab", "forward_ab"])
     parser.add_argument("--shapes", default="16384x8192,32768x12288,131072x16384")
     parser.add_argument("--variants", default=",".join(BACKWARD_VARIANTS))
     parser.add_argument("--out-dir", default="inductor_code", help="inductor: where the code goes")
@@ -1088,7 +1218,8 @@ def main():
                              "reads, e.g. 8192+8192/w16/s3/HELD_NARROW/reload or looped/4096/w8/p2/s1; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
-                        help="backward_ab / forward_ab / setup_effects: alternating readings of each launch")
+                        help="backward_ab / forward_ab / setup_effects / copy_ceiling: alternating readings of each "
+                             "launch; clock_trace: rounds (odd ones after a load)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
@@ -1102,8 +1233,9 @@ def main():
     if args.probe == "forward_ab":
         forward_ab(args.candidates.split(","), args.rounds)
         return kernel_resources() if args.then_resources else None
-    if args.probe == "setup_effects":
-        return setup_effects([tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")], args.rounds)
+    if args.probe in ROUNDS_PROBES:
+        shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+        return ROUNDS_PROBES[args.probe](shapes, args.rounds)
     probe, takes_shapes = PROBES[args.probe]
     if not takes_shapes:
         return probe()

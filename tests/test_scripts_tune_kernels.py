@@ -108,3 +108,13 @@ def test_the_backward_table_label_names_the_stages_that_ran(tune_kernels):
     assert tune_kernels._fallback_note(3, None) == tune_kernels._fallback_note(3, 3) == ""
     assert tune_kernels._fallback_note(3, 2) == " (ran s2: s3 out of shared memory)"
     assert tune_kernels._fallback_note(2, 0) == " (ran looped: s2 out of shared memory)"
+
+
+def test_a_readings_clocks_are_the_medians_of_the_samples_taken_during_it(tune_kernels):
+    samples = [(0.00, (1980.0, 3201.0, 300.0, 40.0)), (0.02, (1755.0, 3201.0, 650.0, 44.0)),
+               (0.04, (1830.0, 3201.0, 610.0, 45.0)), (0.06, (1500.0, 3201.0, 700.0, 46.0)),
+               (0.30, (1980.0, 3201.0, 120.0, 41.0))]
+    assert tune_kernels.clock_summary(samples, 0.01, 0.07) == (1755.0, 3201.0, 650.0, 45.0)
+    # a reading shorter than the sampling period takes the nearest sample
+    assert tune_kernels.clock_summary(samples, 0.25, 0.26) == (1980.0, 3201.0, 120.0, 41.0)
+    assert tune_kernels.clock_summary([], 0.0, 1.0) is None
