@@ -933,18 +933,20 @@ def test_backward_row_sums_joint_or_separate(op, tiles, rows, hidden, joint_sums
     assert flags == [None, joint_sums]  # the forward has no such flag
 
 
+# the weight offset is RMSNorm's
+_AFFINE_CASES = [(op, affine) for op in OPS for affine in ("weight_and_bias", "none", "offset")
+                 if affine != "offset" or "rms" in op]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("affine", ["weight_and_bias", "none", "offset"])
 @pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448), ((32, 8, 0), 9, 40)])
-@pytest.mark.parametrize("op", OPS)
-def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, monkeypatch):
+@pytest.mark.parametrize("op, affine", _AFFINE_CASES)
+def test_forward_reading_w_and_b_with_x(op, affine, tiles, rows, hidden, dtype, monkeypatch):
     # The single-pass forward with w' and b read beside x, before the reductions (early_affine):
     # one masked tile, three tiles covering the row, two tiles with several rows a program; with
     # weight and bias, with neither, and with Gemma's offset (RMSNorm ops).
     from trinix_bench.ops import launch_config
 
-    if affine == "offset" and "rms" not in op:
-        pytest.skip("the weight offset is RMSNorm's")
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:],
                                       early_affine=True)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
@@ -955,15 +957,21 @@ def test_forward_reading_w_and_b_with_x(op, tiles, rows, hidden, affine, dtype, 
     assert flags == [True, None]  # the backward has no such flag
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("rows_kind", ["offset", "outlier first"])
-@pytest.mark.parametrize("early", [False, True])
-@pytest.mark.parametrize("looped, tiles, rows, hidden", [(False, (64, 0, 0), 7, 60), (False, (256, 128, 64), 5, 448),
-                                                         (False, (32, 8, 0), 9, 40), (True, (16, 0, 0), 3, 60),
-                                                         (True, (32, 0, 0), 3, 64), (True, (64, 0, 0), 3, 60),
-                                                         (True, (64, 0, 0), 3, 64)])
+# Offset rows (mean 768, std 1) in 16-bit dtypes only: fp32's own x - mean there errs by ~3e-5,
+# past its 1e-5, with two reductions or the exact dx form too.
+_OFFSET_ROW_CASES = [(kind, dtype) for kind in ("offset", "outlier first")
+                     for dtype in (torch.float32, torch.bfloat16, torch.float16)
+                     if kind != "offset" or dtype != torch.float32]
+# The single pass with w and b read early or late; the looped kernel reads them in its second pass.
+_SHIFTED_LAUNCHES = [(early, False, tiles, rows, hidden) for early in (False, True)
+                     for tiles, rows, hidden in (((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448), ((32, 8, 0), 9, 40))]
+_SHIFTED_LAUNCHES += [(False, True, (chunk, 0, 0), 3, hidden) for chunk, hidden in ((16, 60), (32, 64), (64, 60), (64, 64))]
+
+
+@pytest.mark.parametrize("rows_kind, dtype", _OFFSET_ROW_CASES)
+@pytest.mark.parametrize("early, looped, tiles, rows, hidden", _SHIFTED_LAUNCHES)
 @pytest.mark.parametrize("op", OPS)
-def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early, rows_kind, dtype, monkeypatch):
+def test_forward_with_shifted_statistics(op, early, looped, tiles, rows, hidden, rows_kind, dtype, monkeypatch):
     # LayerNorm's mean and variance from one joint reduction of x - x[:, 0] (shifted_stats), on one
     # masked tile, three tiles covering the row, two tiles with several rows a program, and the
     # looped kernel over a masked last chunk, over exact chunks, and on rows of one chunk (masked
@@ -975,10 +983,6 @@ def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early,
     # RMSNorm ops ignore the flag, and 32-bit rows keep two reductions.
     from trinix_bench.ops import launch_config
 
-    if rows_kind == "offset" and dtype == torch.float32:
-        pytest.skip("fp32's own x - mean at mean / std 768 errs by ~3e-5 (two reductions too), past its 1e-5")
-    if looped and early:
-        pytest.skip("the looped kernel reads w and b in its second pass")
     block_m = 1 if looped else launch_config._rows_per_program(tiles[0])
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, tiles[1:], early_affine=early, shifted_stats=True)
     _force_launches(monkeypatch, fwd, "HELD_FP32")
@@ -998,8 +1002,8 @@ def test_forward_with_shifted_statistics(op, looped, tiles, rows, hidden, early,
     assert flags == ["rms" not in op and dtype.itemsize == 2, None]  # the backward has no such flag
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("rows_kind", ["random", "offset"])
+@pytest.mark.parametrize("rows_kind, dtype", [("random", dtype) for dtype in (torch.bfloat16, torch.float16, torch.float32)]
+                         + [case for case in _OFFSET_ROW_CASES if case[0] == "offset"])
 @pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
 @pytest.mark.parametrize("tiles, rows, hidden", [((64, 0, 0), 7, 60), ((256, 128, 64), 5, 448)])
 @pytest.mark.parametrize("op", OPS)
@@ -1011,8 +1015,6 @@ def test_backward_affine_dx(op, tiles, rows, hidden, operands, rows_kind, dtype,
     # form though the launch asks for it.
     from trinix_bench.ops import launch_config
 
-    if rows_kind == "offset" and dtype == torch.float32:
-        pytest.skip("fp32's own x - mean at mean / std 768 errs by ~3e-5 (the exact form too), past its 1e-5")
     fwd = launch_config.ForwardLaunch(tiles[0], launch_config._rows_per_program(tiles[0]), 4, False, tiles[1:])
     _force_launches(monkeypatch, fwd, operands, affine_dx=True)
     flags = recorded_flags(monkeypatch, "AFFINE_DX")
@@ -1067,10 +1069,15 @@ _MASK_CASES = {
 }
 
 
+# (kind, case, dx operands): a looped launch takes one row at a time, so its rows are always
+# covered, and its backward has one way to take its operands.
+_MASK_LAUNCHES = [(kind, case, operands) for kind, (*_, ragged_rows) in _MASK_CASES.items()
+                  for case in ("exact", "ragged columns", "ragged rows") if case != "ragged rows" or ragged_rows
+                  for operands in ("HELD_FP32", "RELOADED", "HELD_NARROW") if kind != "looped" or operands == "HELD_FP32"]
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("operands", ["HELD_FP32", "RELOADED", "HELD_NARROW"])
-@pytest.mark.parametrize("case", ["exact", "ragged columns", "ragged rows"])
-@pytest.mark.parametrize("kind", list(_MASK_CASES))
+@pytest.mark.parametrize("kind, case, operands", _MASK_LAUNCHES)
 @pytest.mark.parametrize("op", OPS)
 def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeypatch):
     # Exactly covered launches run the kernels unmasked (MASKED=False); any lane left over, in the
@@ -1080,10 +1087,6 @@ def test_kernels_with_and_without_masks(op, kind, case, operands, dtype, monkeyp
 
     tiles, block_m, *shapes = _MASK_CASES[kind]
     shape = dict(zip(["exact", "ragged columns", "ragged rows"], shapes))[case]
-    if shape is None:
-        pytest.skip("one row at a time: the rows are always covered")
-    if kind == "looped" and operands != "HELD_FP32":
-        pytest.skip("the looped backward has one way to take its operands")
     looped = kind == "looped"
     tail = tuple(tiles[1:]) + (0,) * (3 - len(tiles))
     fwd = launch_config.ForwardLaunch(tiles[0], block_m, 4, looped, (0, 0) if looped else tail)
