@@ -590,14 +590,18 @@ def _backward_shape(hidden: int, is_rms: bool, dtype: torch.dtype, force_looped:
         return _single_pass(split_tiles(hidden, SPLIT_MIN_TILE), warps, loop)
     if hidden > MAX_SINGLE_PASS_BWD[is_rms, sixteen_bit] or force_looped:
         _, chunk, warps, per_sm = _row_for(hidden, LOOPED_BWD)
-        return BackwardLaunch(chunk, 1, warps, True, 0, 0, LOOPED_BWD_ROW_STAGES, DxOperands.HELD_FP32,
-                              programs_per_sm=per_sm)
+        return _looped(chunk, warps, per_sm, LOOPED_BWD_ROW_STAGES)
     block_n = _next_power_of_2(hidden)
     row_dtype = dtype if dtype in (torch.bfloat16, torch.float16) else torch.float32
     _, loop = _row_for(block_n, BACKWARD_SINGLE_PASS[is_rms, row_dtype])
     tile = block_n // loop.equal_tiles
     tiles = (tile, tile if loop.equal_tiles == 2 else 0, 0)
     return _single_pass(tiles, _warps_for(block_n, BACKWARD_WARPS_BY_BLOCK_N), loop)
+
+
+def _looped(chunk: int, warps: int, programs_per_sm: int, stages: int) -> BackwardLaunch:
+    """A looped BackwardLaunch over ``chunk``-column chunks, grid to be filled in."""
+    return BackwardLaunch(chunk, 1, warps, True, 0, 0, stages, DxOperands.HELD_FP32, programs_per_sm=programs_per_sm)
 
 
 def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> BackwardLaunch:
@@ -661,7 +665,7 @@ def _notation_number(part: str, prefix: str) -> int:
 def parse_backward_notation(text: str) -> BackwardLaunch:
     """The launch ``text`` names in BACKWARD_NOTATION, its grid not filled in (programs and
     rows_per_program 0: with_row_strips fills them). A single pass gets the tables' rows per
-    program for its first tile and one program an SM; ``masked`` sets keep_masks, ``separate``
+    program for its first tile and programs an SM (as _single_pass builds it); ``masked`` sets keep_masks, ``separate``
     clears joint_sums. Raises ValueError naming the expected form."""
     parts = text.split("/")
     try:
@@ -670,7 +674,7 @@ def parse_backward_notation(text: str) -> BackwardLaunch:
                 raise ValueError(text)
             chunk = _notation_number(parts[1], "")
             warps, per_sm, stages = (_notation_number(p, prefix) for p, prefix in zip(parts[2:], "wps"))
-            return BackwardLaunch(chunk, 1, warps, True, 0, 0, stages, DxOperands.HELD_FP32, programs_per_sm=per_sm)
+            return _looped(chunk, warps, per_sm, stages)
         if len(parts) < 4 or set(parts[4:]) - set(_BACKWARD_OPTIONS) or parts[3] not in DxOperands.__members__:
             raise ValueError(text)
         widths = [_notation_number(t, "") for t in parts[0].split("+")]
@@ -680,11 +684,9 @@ def parse_backward_notation(text: str) -> BackwardLaunch:
     except ValueError:
         raise ValueError(f"backward launch {text!r}: expected {BACKWARD_NOTATION}") from None
     options = set(parts[4:])
-    widths += [0] * (3 - len(widths))
-    return BackwardLaunch(widths[0], _rows_per_program(widths[0]), warps, False, 0, 0, stages,
-                          DxOperands[parts[3]], tuple(widths[1:]), keep_masks="masked" in options,
-                          reload_weight="reload" in options, joint_sums="separate" not in options,
-                          affine_dx="affine" in options)
+    loop = RowLoop(stages, DxOperands[parts[3]], reload_weight="reload" in options, keep_masks="masked" in options,
+                   joint_sums="separate" not in options, affine_dx="affine" in options)
+    return _single_pass(tuple(widths + [0] * (3 - len(widths))), warps, loop)
 
 
 @functools.lru_cache(maxsize=None)
