@@ -152,10 +152,10 @@ def recorded_flags(monkeypatch, flag, kernel=None):
     flags = []
     real_launch = normalization._LAUNCHES.launch
 
-    def launch(launched, grid, args, unspecialized, constexprs, num_warps):
+    def launch(launched, grid, args, unspecialized, constexprs, num_warps, *options):
         if kernel is None or launched is kernel:
             flags.append(constexprs.get(flag))
-        return real_launch(launched, grid, args, unspecialized, constexprs, num_warps)
+        return real_launch(launched, grid, args, unspecialized, constexprs, num_warps, *options)
 
     monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
     return flags

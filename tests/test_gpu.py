@@ -66,6 +66,23 @@ def test_affine_dx_on_rows_far_from_zero(rows, hidden, dtype, monkeypatch):
     assert affine and all(affine)
 
 
+@pytest.mark.parametrize("looped", [False, True])
+@pytest.mark.parametrize("op", OPS)
+def test_register_capped_forward(op, looped, monkeypatch):
+    # A forward launched under a register cap (ForwardLaunch.max_registers, ptxas's .maxnreg)
+    # compiles within it and still meets the float64 reference, forward and backward.
+    from trinix_bench.ops import normalization as nz
+    from trinix_bench.ops.launch_config import ForwardLaunch
+
+    cap = 32
+    monkeypatch.setattr(nz, "forward_launch", lambda *_, **__: ForwardLaunch(8192, 1, 16, looped, max_registers=cap))
+    inputs, grads = make_inputs(op, 300, 8192, torch.bfloat16, DEVICE)
+    check_op(op, inputs, grads)
+    kernel = nz._norm_fwd_looped_kernel if looped else nz._norm_fwd_kernel
+    capped = [compiled for key, compiled in nz._LAUNCHES._compiled.items() if key[0] is kernel and key[3] == cap]
+    assert capped and all(compiled.n_regs <= cap for compiled in capped)
+
+
 @pytest.mark.parametrize("param_dtype", [torch.bfloat16, torch.float32])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("op", OPS)

@@ -725,12 +725,12 @@ def _backward_out_of_shared_memory(monkeypatch, too_big):
     tried = []
     real_launch = normalization._LAUNCHES.launch
 
-    def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options):
         if kernel is not normalization._norm_fwd_kernel:
             tried.append((kernel, constexprs["HAS_DRES"], constexprs["ROW_STAGES"]))
         if kernel is normalization._norm_bwd_kernel and too_big(constexprs):
             raise OutOfResources(300000, 232448, "shared memory")
-        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+        return real_launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options)
 
     monkeypatch.setattr(normalization._LAUNCHES, "launch", launch)
     monkeypatch.setattr(normalization, "_FITTED_ROW_STAGES", {})
@@ -781,8 +781,14 @@ def _fake_cuda_launch_setup(monkeypatch, run):
     calls = []
 
     class Kernel:
+        options = []  # each Triton launch's keyword options (num_warps, maxnreg), constexprs aside
+
         def __getitem__(self, grid):
-            return lambda *args, **kwargs: (calls.append(grid), compiled)[1]
+            def launch(*args, **kwargs):
+                calls.append(grid)
+                self.options.append({k: v for k, v in kwargs.items() if not k.isupper()})
+                return compiled
+            return launch
 
     monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda index: 0, raising=False)
     monkeypatch.setattr(normalization._CompiledLaunches, "_hooks_active", staticmethod(lambda: False))
@@ -801,6 +807,17 @@ def test_cached_launcher_serves_repeat_launches(monkeypatch):
     # with a 3-d grid, then the runtime arguments (the tensor as its address) and the constexprs.
     assert calls == [(5,)] and len(runs) == 2
     assert runs[0][:3] == (5, 1, 1) and runs[0][-4:] == (4096, 7, 1.5, 64)
+
+
+def test_cached_launcher_keys_and_passes_a_register_cap(monkeypatch):
+    runs = []
+    launcher, kernel, calls, args = _fake_cuda_launch_setup(monkeypatch, lambda *a: runs.append(a))
+    for cap in (0, 32, 32, 0):
+        launcher.launch(kernel, (5,), args, frozenset(), {"BLOCK_N": 64}, 4, cap)
+    # A capped launch compiles a kernel of its own (ptxas's .maxnreg), then launches from the cache
+    # like any other; the uncapped one passes no maxnreg at all (the compiler's own choice).
+    assert calls == [(5,), (5,)] and len(runs) == 2
+    assert kernel.options == [{"num_warps": 4}, {"num_warps": 4, "maxnreg": 32}]
 
 
 def test_cached_launcher_switches_off_on_an_unknown_launcher_signature(monkeypatch):

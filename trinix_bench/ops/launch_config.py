@@ -64,6 +64,9 @@ class ForwardLaunch(_Cover):
     out_block_n: int = 0
     # Looped: the second pass walks the row from its last chunk to its first (REVERSE_OUT).
     reverse_out: bool = False
+    # Registers a thread the compiler may use (ptxas's .maxnreg; 0: its own choice). An SM holds
+    # 65536: at 16 warps, 40 registers a thread leave room for 3 programs and 32 for 4.
+    max_registers: int = 0
 
 
 @dataclasses.dataclass(frozen=True)

@@ -741,22 +741,25 @@ class _CompiledLaunches:
                 return True
         return False
 
-    def launch(self, kernel, grid, args: tuple, unspecialized: frozenset, constexprs: dict, num_warps: int):
-        """``kernel[grid](*args, **constexprs, num_warps=...)``, through the cache when possible.
+    def launch(self, kernel, grid, args: tuple, unspecialized: frozenset, constexprs: dict, num_warps: int,
+               max_registers: int = 0):
+        """``kernel[grid](*args, **constexprs, num_warps=...[, maxnreg=max_registers])``, through the
+        cache when possible.
 
         ``args`` are the runtime arguments in signature order (tensors, ints, floats), all tensors
         on the device of ``args[0]``; ``unspecialized`` holds the positions of the integers in the
-        kernel's do_not_specialize.
+        kernel's do_not_specialize. ``max_registers``: ptxas's registers a thread (0: its choice).
         """
+        options = dict(num_warps=num_warps, maxnreg=max_registers) if max_registers else dict(num_warps=num_warps)
         first = args[0]
         if not self.enabled or not first.is_cuda or self._hooks_active():
-            return kernel[grid](*args, **constexprs, num_warps=num_warps)
+            return kernel[grid](*args, **constexprs, **options)
         device_index = first.get_device()
         key, values = launch_arguments(args, unspecialized)
-        key = (kernel, device_index, num_warps, *constexprs.values(), *key)
+        key = (kernel, device_index, num_warps, max_registers, *constexprs.values(), *key)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = kernel[grid](*args, **constexprs, num_warps=num_warps)
+            compiled = kernel[grid](*args, **constexprs, **options)
             self._compiled[key] = compiled
             return compiled
         stream = torch._C._cuda_getCurrentRawStream(device_index)  # what Triton's own launch reads
@@ -766,7 +769,7 @@ class _CompiledLaunches:
                          None, *values, *constexprs.values())
         except TypeError:  # a Triton whose launcher signature differs: use its own launch from now on
             self.enabled = False
-            return kernel[grid](*args, **constexprs, num_warps=num_warps)
+            return kernel[grid](*args, **constexprs, **options)
         return compiled
 
 
@@ -870,13 +873,14 @@ def launch_forward(
         flags["ONE_CHUNK"] = n_cols <= cfg.block_n
         flags["OUT_BLOCK_N"] = cfg.out_block_n or cfg.block_n
         flags["REVERSE_OUT"] = cfg.reverse_out
-        _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
+        _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps,
+                         cfg.max_registers)
     else:
         flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
         flags["BLOCK_N_2"], flags["BLOCK_N_3"] = cfg.tail_n
         flags["EARLY_AFFINE"] = cfg.early_affine
         grid = (-(-n_rows // cfg.block_m),)  # ceil; triton.cdiv is a slow constexpr function in newer Triton
-        _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps)
+        _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps, cfg.max_registers)
     return y, res_out, mean, rstd
 
 
