@@ -322,10 +322,10 @@ def backward_stages(shapes):
             for stages in (1, 2, 3):
                 for warps in (None, 8):
                     for per_sm in (1, 2, 4):
-                        def launch(kernel, grid, args, unspecialized, constexprs, num_warps):
+                        def launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options):
                             if kernel in (nz._norm_bwd_kernel, nz._norm_bwd_looped_kernel):
                                 return kernel[grid](*args, **constexprs, num_warps=warps or num_warps, num_stages=stages)
-                            return original_launch(kernel, grid, args, unspecialized, constexprs, num_warps)
+                            return original_launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options)
                         nz._LAUNCHES.launch = launch
                         _set_programs_per_sm(per_sm)
                         ms = triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
@@ -663,8 +663,8 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
     keep_masks = True
 
 
-FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev] or "
-                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS]")
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev][/regN] or "
+                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS][/regN]")
 
 
 def _parse_forward_candidate(spec):
@@ -673,17 +673,20 @@ def _parse_forward_candidate(spec):
     element, one joint reduction), a single pass with ``/early`` (w and b read with x),
     ``/masked`` (masks kept where the launch covers the problem) and ``/mROWS`` (rows a program;
     default the table's rule), a looped one with ``/oOUT_CHUNK`` (pass 2's chunk) and ``/rev``
-    (pass 2 from the row's last chunk to its first) -> (op, rows, hidden, label, ForwardLaunch)."""
+    (pass 2 from the row's last chunk to its first), either with ``/regN`` (at most N registers a
+    thread, ptxas's .maxnreg) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     parts = launch.split("/")
     kind, tiles, warps, *options = parts + [""] * (3 - len(parts))  # a missing part reads as "" and fails below
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
     out_options = [o for o in options if o[:1] == "o" and o[1:].isdigit()]
+    register_options = [o for o in options if o[:3] == "reg" and o[3:].isdigit()]
     allowed = {"shifted", "rev", *out_options} if kind == "looped" else {"early", "shifted", "masked", *rows_options}
+    allowed |= set(register_options)
     if (op not in FORWARD_AB_OPS or kind not in ("looped", "single") or not warps.startswith("w")
             or not warps[1:].isdigit() or set(options) - allowed or len(rows_options) > 1 or len(out_options) > 1
-            or not all(t.isdigit() for t in tiles.split("+"))):
+            or len(register_options) > 1 or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
     rows, hidden = (int(v) for v in shape.split("x"))
     widths = [int(t) for t in tiles.split("+")] + [0, 0]
@@ -693,7 +696,8 @@ def _parse_forward_candidate(spec):
     launch_class = _MaskedForwardLaunch if "masked" in options else lc.ForwardLaunch
     cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
                        early_affine="early" in options, shifted_stats="shifted" in options,
-                       out_block_n=int(out_options[0][1:]) if out_options else 0, reverse_out="rev" in options)
+                       out_block_n=int(out_options[0][1:]) if out_options else 0, reverse_out="rev" in options,
+                       max_registers=int(register_options[0][3:]) if register_options else 0)
     return op, rows, hidden, launch, cfg
 
 
@@ -719,7 +723,8 @@ def forward_ab(candidates, rounds=2):
                  f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}"
                  f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}"
                  f"{f'/o{base.out_block_n}' if getattr(base, 'out_block_n', 0) else ''}"
-                 f"{'/rev' if getattr(base, 'reverse_out', False) else ''}")
+                 f"{'/rev' if getattr(base, 'reverse_out', False) else ''}"
+                 f"{f'/reg{base.max_registers}' if getattr(base, 'max_registers', 0) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
                    [(label, None)] + launches, rounds)
@@ -1057,7 +1062,9 @@ def copy_ceiling(shapes, rounds=3):
     time is the floor for a forward of that size, launch and ramp included, where the 2 GiB copy
     that "% of copy" divides by has neither. Alternating readings (do_bench median, L2 emptied) of
     the copy and of both forwards under the tables; % of the 2 GiB copy bandwidth, and the copy's
-    time over the forward's (1.00: the forward runs at the copy's speed for its size)."""
+    time over the forward's (1.00: the forward runs at the copy's speed for its size). ``stream``
+    moves the same bytes through an elementwise kernel (torch.neg), since a contiguous copy is a
+    DMA transfer: the kernel whose time ``counters.py`` (ncu) can read beside do_bench's."""
     import statistics
 
     import peer_table
@@ -1070,6 +1077,7 @@ def copy_ceiling(shapes, rounds=3):
         x = torch.randn(rows, hidden, device="cuda", dtype=torch.bfloat16)
         y = torch.empty_like(x)
         calls = {"copy": lambda x=x, y=y: y.copy_(x),
+                 "stream": lambda x=x, y=y: torch.neg(x, out=y),  # the same bytes through a kernel
                  "rms_norm": _forward_call("rms_norm", rows, hidden),
                  "layer_norm": _forward_call("layer_norm", rows, hidden)}
         readings = {name: [] for name in calls}

@@ -87,6 +87,11 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
     assert (reversed_out.block_n, reversed_out.out_block_n, reversed_out.reverse_out) == (16384, 8192, True)
     op, *_, fused_ln = tune_kernels._parse_forward_candidate("fused_add_layer_norm@2048x65536=looped/8192/w16/rev")
     assert op == "fused_add_layer_norm" and fused_ln.reverse_out and fused_ln.looped
+    assert fused_ln.max_registers == 0 and looped.max_registers == 0
+    *_, capped = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=single/8192/w16/reg32")
+    assert (capped.num_warps, capped.looped, capped.max_registers) == (16, False, 32)
+    *_, capped_looped = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=looped/8192/w16/shifted/reg32")
+    assert capped_looped.looped and capped_looped.shifted_stats and capped_looped.max_registers == 32
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option
@@ -97,6 +102,8 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
                                   "rms_norm@1x4096=single/4096/w8/rev",
                                   "rms_norm@1x4096=looped/4096/w8/o2048/o1024",
                                   "rms_norm@1x4096=single/wide/w8",
+                                  "rms_norm@1x4096=single/4096/w8/reg",  # no register count
+                                  "rms_norm@1x4096=single/4096/w8/reg32/reg40",
                                   "add_rms@1x4096=single/4096/w8"])
 def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spec):
     with pytest.raises(SystemExit, match=r"single/TILES/wWARPS\[/early\]"):
