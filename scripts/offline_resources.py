@@ -3,7 +3,7 @@ machine without a GPU.
 
     pip install --no-deps --target /tmp/t36 triton==3.6.0      # the H200's Triton (ptxas included)
     PYTHONPATH=/tmp/t36:. python scripts/offline_resources.py layer_norm@32768x12288 \\
-        layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16]
+        layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16] [--opcodes 12]
 
 A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH in
 ``launch_config.BACKWARD_NOTATION``, as ``tune_kernels.py backward_ab`` reads it.
@@ -18,6 +18,7 @@ generate other code. Run 68 screened launches this way before timing them on the
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
 import subprocess
@@ -109,12 +110,41 @@ def ptxas_resources(ptx: str) -> tuple[int, int, int]:
     return int(registers.group(1)), int(spills.group(1)), int(spills.group(2))
 
 
+def opcode_counts(sass: str) -> collections.Counter:
+    """Static count of each SASS opcode (with its modifiers, predicates dropped) in ``nvdisasm``'s
+    listing: where a kernel's instructions go, e.g. how many widen bf16 (SHF, PRMT, IMAD.U32)."""
+    counts = collections.Counter()
+    for line in sass.splitlines():
+        match = _SASS_INSTRUCTION.match(line)
+        if match:
+            counts[match.group(1)] += 1
+    return counts
+
+
+# "        /*0120*/                   @!P0 FFMA.FTZ R4, R5, R6, R7 ;" -> "FFMA.FTZ"
+_SASS_INSTRUCTION = re.compile(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)")
+
+
+def disassemble(cubin: bytes) -> str:
+    """``nvdisasm -c`` of a cubin, with the nvdisasm Triton ships beside its ptxas."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    nvdisasm = os.path.join(os.path.dirname(get_ptxas(90).path), "nvdisasm")
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        return subprocess.run([nvdisasm, "-c", path], capture_output=True, text=True, check=True).stdout
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("specs", nargs="+", help=f"op@ROWSxHIDDEN[=LAUNCH], LAUNCH as {lc.BACKWARD_NOTATION}")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--residual-grad", action="store_true",
                         help="compile as the fused ops' backward with residual_out's gradient (HAS_DRES)")
+    parser.add_argument("--opcodes", type=int, default=0, metavar="N",
+                        help="also list each kernel's N most frequent SASS opcodes (static counts)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     print("| spec | launch | regs | spill stores / loads B | shared B |")
@@ -125,6 +155,10 @@ def main():
         registers, stores, loads = ptxas_resources(compiled.asm["ptx"])
         print(f"| {spec} | {lc.backward_notation(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
               f"{compiled.metadata.shared} |", flush=True)
+        if args.opcodes:
+            counts = opcode_counts(disassemble(compiled.asm["cubin"]))
+            listed = ", ".join(f"{name} {n}" for name, n in counts.most_common(args.opcodes))
+            print(f"|  | SASS opcodes ({sum(counts.values())} in all): {listed} | | | |", flush=True)
 
 
 if __name__ == "__main__":

@@ -53,3 +53,19 @@ def test_a_launch_spec_names_every_field(offline_resources):
 def test_a_malformed_spec_says_what_is_expected(offline_resources, spec, message):
     with pytest.raises(SystemExit, match=message):
         offline_resources.parse_spec(spec, torch.bfloat16)
+
+
+def test_opcode_counts_read_nvdisasm_lines(offline_resources):
+    listing = "\n".join([
+        "        .text._norm_bwd_kernel:",
+        "        /*0000*/                   MOV R1, c[0x0][0x28] ;",
+        "        /*0010*/                   FFMA R4, R5, R6, R7 ;",
+        "        /*0020*/              @!P0 FFMA R4, R5, R6, R7 ;",
+        "        /*0030*/               @P1 SHF.L.U32 R2, R3, 0x10, RZ ;",
+        "        /*0040*/                   LDGSTS.E.BYPASS.128 [R2], desc[UR4][R4.64] ;",
+        "        /*0050*/              @UP0 BAR.SYNC.DEFER_BLOCKING 0x0 ;",
+        "                                                                 /* 0x000fe20000000f00 */",
+        ".L_x_0:",
+    ])
+    counts = offline_resources.opcode_counts(listing)
+    assert counts == {"MOV": 1, "FFMA": 2, "SHF.L.U32": 1, "LDGSTS.E.BYPASS.128": 1, "BAR.SYNC.DEFER_BLOCKING": 1}
