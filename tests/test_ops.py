@@ -798,6 +798,28 @@ def _fake_cuda_launch_setup(monkeypatch, run):
     return launcher, Kernel(), calls, (arg, 7, 1.5)
 
 
+@pytest.mark.parametrize("looped", [False, True])
+def test_forward_flags_give_each_kernel_exactly_its_constexprs(looped):
+    # launch_forward and offline_resources.py both build the forward's constexprs with forward_flags:
+    # a name the kernel lacks, or one it declares and is not given, fails here before any launch.
+    import inspect
+
+    from trinix_bench.ops import normalization
+    from trinix_bench.ops.launch_config import ForwardLaunch
+
+    kernel = normalization._norm_fwd_looped_kernel if looped else normalization._norm_fwd_kernel
+    declared = {name for name, p in inspect.signature(kernel.fn).parameters.items()
+                if "constexpr" in str(p.annotation)}
+    cfg = ForwardLaunch(4096, 1, 8, looped, tail_n=(0, 0) if looped else (1024, 0))
+    flags = normalization.forward_flags(cfg, 7, 5000 if looped else 5120, 2, False, True, True, True, False)
+    assert set(flags) == declared
+    assert flags["SHIFTED_STATS"] is False and flags["HAS_RESIDUAL"] and not flags["STORE_STATS"]
+    if looped:
+        assert not flags["ONE_CHUNK"] and flags["OUT_BLOCK_N"] == 4096 and flags["MASKED"]  # 5000 % 4096 != 0
+    else:
+        assert (flags["BLOCK_N_2"], flags["BLOCK_N_3"]) == (1024, 0) and not flags["MASKED"]  # 4096 + 1024, 1 row a block
+
+
 def test_cached_launcher_serves_repeat_launches(monkeypatch):
     runs = []
     launcher, kernel, calls, args = _fake_cuda_launch_setup(monkeypatch, lambda *a: runs.append(a))

@@ -860,28 +860,36 @@ def launch_forward(
         mean if mean is not None else x2, rstd if rstd is not None else x2,
         n_rows, n_cols, float(eps), float(offset),
     )
-    flags = dict(
-        IS_RMS=is_rms, HAS_RESIDUAL=residual is not None, HAS_WEIGHT=weight is not None,
-        HAS_BIAS=bias is not None, STORE_STATS=store_stats, MASKED=cfg.masked(n_rows, n_cols),
-        # 32-bit rows keep the first chunk's mean as the shift (single pass: two reductions):
-        # shifting by an outlier costs up to eps_fp32 * N of the variance (_norm_fwd_kernel's
-        # docstring), past fp32's tolerance; 16-bit outputs hide it.
-        SHIFTED_STATS=cfg.shifted_stats and not is_rms and x2.element_size() <= 2,
-    )
+    flags = forward_flags(cfg, n_rows, n_cols, x2.element_size(), is_rms, residual is not None, weight is not None,
+                          bias is not None, store_stats)
     if cfg.looped:
-        flags["BLOCK_N"] = cfg.block_n
-        flags["ONE_CHUNK"] = n_cols <= cfg.block_n
-        flags["OUT_BLOCK_N"] = cfg.out_block_n or cfg.block_n
-        flags["REVERSE_OUT"] = cfg.reverse_out
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps,
                          cfg.max_registers)
     else:
-        flags["BLOCK_M"], flags["BLOCK_N"] = cfg.block_m, cfg.block_n
-        flags["BLOCK_N_2"], flags["BLOCK_N_3"] = cfg.tail_n
-        flags["EARLY_AFFINE"] = cfg.early_affine
         grid = (-(-n_rows // cfg.block_m),)  # ceil; triton.cdiv is a slow constexpr function in newer Triton
         _LAUNCHES.launch(_norm_fwd_kernel, grid, args, _FWD_UNSPECIALIZED, flags, cfg.num_warps, cfg.max_registers)
     return y, res_out, mean, rstd
+
+
+def forward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, has_residual: bool, has_weight: bool,
+                  has_bias: bool, store_stats: bool) -> dict:
+    """The constexprs of the forward kernel ``cfg`` launches (looped or single pass) on rows of
+    ``itemsize`` bytes an element (also what scripts/offline_resources.py compiles)."""
+    flags = dict(
+        IS_RMS=is_rms, HAS_RESIDUAL=has_residual, HAS_WEIGHT=has_weight, HAS_BIAS=has_bias, STORE_STATS=store_stats,
+        MASKED=cfg.masked(n_rows, n_cols),
+        # 32-bit rows keep the first chunk's mean as the shift (single pass: two reductions):
+        # shifting by an outlier costs up to eps_fp32 * N of the variance (_norm_fwd_kernel's
+        # docstring), past fp32's tolerance; 16-bit outputs hide it.
+        SHIFTED_STATS=cfg.shifted_stats and not is_rms and itemsize <= 2,
+    )
+    if cfg.looped:
+        flags.update(BLOCK_N=cfg.block_n, ONE_CHUNK=n_cols <= cfg.block_n, OUT_BLOCK_N=cfg.out_block_n or cfg.block_n,
+                     REVERSE_OUT=cfg.reverse_out)
+    else:
+        flags.update(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1],
+                     EARLY_AFFINE=cfg.early_affine)
+    return flags
 
 
 # (hidden, is_rms, dtype, device index, residual_out has a gradient) -> the most row stages whose
