@@ -1,12 +1,14 @@
-"""Registers, spills and shared memory of the backward kernel's launches, compiled for sm_90 on a
-machine without a GPU.
+"""Registers, spills and shared memory of the kernels' launches (backward; forward with ``fwd:``),
+compiled for sm_90 on a machine without a GPU.
 
     pip install --no-deps --target /tmp/t36 triton==3.6.0      # the H200's Triton (ptxas included)
     PYTHONPATH=/tmp/t36:. python scripts/offline_resources.py layer_norm@32768x12288 \\
         layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16] [--opcodes 12]
 
 A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH in
-``launch_config.BACKWARD_NOTATION``, as ``tune_kernels.py backward_ab`` reads it.
+``launch_config.BACKWARD_NOTATION``, as ``tune_kernels.py backward_ab`` reads it; a forward spec is
+``fwd:op@ROWSxHIDDEN[=LAUNCH]`` with LAUNCH as ``tune_kernels.py forward_ab`` reads it, e.g.
+``fwd:layer_norm@4096x8192=single/8192/w16/reg32`` (run from scripts/ or with it on the path).
 The kernel is compiled by Triton as a launch would specialize it (16-byte aligned pointers, row
 strides divisible by 16 when the width is) and its PTX is run through Triton's ptxas with ``-v``.
 With the device's Triton version the counts match what the H200 reports: run 72 read the same
@@ -53,43 +55,86 @@ def parse_spec(spec: str, dtype: torch.dtype) -> tuple[str, int, int, lc.Backwar
         raise SystemExit(f"spec {spec!r}: {exc}") from None
 
 
-def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype,
-                     residual_grad: bool = False):
-    """The compiled backward kernel for sm_90 (Triton's CompiledKernel); ``residual_grad``: as the
-    fused ops' backward compiles it when residual_out has a gradient (HAS_DRES)."""
+def _compile(kernel, constexprs: dict, types: dict, row_strides: tuple, hidden: int, num_warps: int,
+             max_registers: int = 0):
+    """``kernel`` compiled for sm_90 as a launch would specialize it: ``types`` gives each pointer and
+    float argument's Triton type (other runtime arguments are i32), pointers 16-byte aligned, and
+    the row strides and n_cols divisible by 16 where the width is (launch_arguments)."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.backends.nvidia.compiler import CUDABackend
     from triton.compiler import ASTSource
 
+    target = GPUTarget("cuda", 90, 32)
+    constexprs = {name: value for name, value in constexprs.items() if name in kernel.arg_names}
+    signature = {name: "constexpr" if name in constexprs else types.get(name, "i32") for name in kernel.arg_names}
+    divisible = [name for name, kind in types.items() if kind.startswith("*")]
+    if hidden % 16 == 0:
+        divisible += list(row_strides) + ["n_cols"]
+    backend = CUDABackend(target)
+    attrs = {(kernel.arg_names.index(name),): backend.parse_attr("D") for name in divisible}
+    options = dict(num_warps=num_warps, num_stages=3)
+    if max_registers:
+        options["maxnreg"] = max_registers
+    return triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=options)
+
+
+def compile_backward(op: str, rows: int, hidden: int, cfg: lc.BackwardLaunch, dtype: torch.dtype,
+                     residual_grad: bool = False):
+    """The compiled backward kernel for sm_90 (Triton's CompiledKernel); ``residual_grad``: as the
+    fused ops' backward compiles it when residual_out has a gradient (HAS_DRES)."""
     from trinix_bench.ops import normalization as nz
 
     kernel = nz._norm_bwd_looped_kernel if cfg.looped else nz._norm_bwd_kernel
-    target = GPUTarget("cuda", 90, 32)
     constexprs = nz.backward_flags(cfg, rows, hidden, dtype.itemsize, op == "rms_norm", residual_grad, True, True,
                                    op == "layer_norm")
-    constexprs = {name: value for name, value in constexprs.items() if name in kernel.arg_names}
-    signature = {}
-    for name in kernel.arg_names:
-        if name in constexprs:
-            signature[name] = "constexpr"
-        elif name == "row_scratch_ptr" and cfg.looped:  # the looped kernel's fp32 scratch (x's placeholder else)
-            signature[name] = "*fp32"
-        elif name in _POINTERS:
-            signature[name] = "*" + _TRITON_TYPES[dtype]
-        elif name in _FP32_POINTERS:
-            signature[name] = "*fp32"
-        elif name == "offset":
-            signature[name] = "fp32"
-        else:
-            signature[name] = "i32"
-    divisible = list(_POINTERS + _FP32_POINTERS)
-    if hidden % 16 == 0:  # what the launch specializes on (launch_arguments)
-        divisible += list(_ROW_STRIDES) + ["n_cols"]
-    backend = CUDABackend(target)
-    attrs = {(kernel.arg_names.index(name),): backend.parse_attr("D") for name in divisible}
-    source = ASTSource(kernel, signature, constexprs, attrs)
-    return triton.compile(source, target=target, options=dict(num_warps=cfg.num_warps, num_stages=3))
+    types = {name: "*" + _TRITON_TYPES[dtype] for name in _POINTERS}
+    types.update({name: "*fp32" for name in _FP32_POINTERS}, offset="fp32")
+    if cfg.looped:  # the looped kernel's fp32 scratch (x's placeholder else)
+        types["row_scratch_ptr"] = "*fp32"
+    return _compile(kernel, constexprs, types, _ROW_STRIDES, hidden, cfg.num_warps)
+
+
+_FWD_POINTERS = ("x_ptr", "res_ptr", "res_out_ptr", "y_ptr", "w_ptr", "b_ptr")
+_FWD_FP32_POINTERS = ("mean_ptr", "rstd_ptr")
+_FWD_ROW_STRIDES = ("x_stride", "res_stride", "res_out_stride", "y_stride")
+_FORWARD_PREFIX = "fwd:"
+
+
+def parse_forward_spec(spec: str) -> tuple[str, int, int, lc.ForwardLaunch]:
+    """``fwd:op@ROWSxHIDDEN[=LAUNCH]`` (op rms_norm, layer_norm, fused_add_rms_norm or
+    fused_add_layer_norm; LAUNCH as tune_kernels.py forward_ab reads it) -> (op, rows, hidden,
+    ForwardLaunch); without LAUNCH the table's launch for that row count."""
+    import tune_kernels
+
+    body = spec[len(_FORWARD_PREFIX):]
+    head, _, launch = body.partition("=")
+    op, _, shape = head.partition("@")
+    if op not in tune_kernels.FORWARD_AB_OPS:
+        raise SystemExit(f"spec {spec!r}: op must be one of {', '.join(tune_kernels.FORWARD_AB_OPS)}")
+    if launch:
+        op, rows, hidden, _, cfg = tune_kernels._parse_forward_candidate(body)
+        return op, rows, hidden, cfg
+    try:
+        rows, hidden = (int(v) for v in shape.split("x"))
+    except ValueError:
+        raise SystemExit(f"spec {spec!r}: expected fwd:op@ROWSxHIDDEN[=LAUNCH], e.g. fwd:layer_norm@4096x8192") from None
+    is_rms = tune_kernels.FORWARD_AB_OPS[op][0]
+    return op, rows, hidden, lc.forward_launch(hidden, is_rms, op.startswith("fused_add"),
+                                               few_rows=rows <= lc.early_affine_rows(hidden))
+
+
+def compile_forward(op: str, rows: int, hidden: int, cfg: lc.ForwardLaunch, dtype: torch.dtype):
+    """The compiled forward kernel for sm_90 as an inference call launches it (no statistics stored)."""
+    from trinix_bench.ops import normalization as nz
+
+    kernel = nz._norm_fwd_looped_kernel if cfg.looped else nz._norm_fwd_kernel
+    is_rms = "rms" in op
+    constexprs = nz.forward_flags(cfg, rows, hidden, dtype.itemsize, is_rms, op.startswith("fused_add"), True,
+                                  not is_rms, False)
+    types = {name: "*" + _TRITON_TYPES[dtype] for name in _FWD_POINTERS}
+    types.update({name: "*fp32" for name in _FWD_FP32_POINTERS}, eps="fp32", offset="fp32")
+    return _compile(kernel, constexprs, types, _FWD_ROW_STRIDES, hidden, cfg.num_warps, cfg.max_registers)
 
 
 def ptxas_resources(ptx: str) -> tuple[int, int, int]:
@@ -139,7 +184,8 @@ def disassemble(cubin: bytes) -> str:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("specs", nargs="+", help=f"op@ROWSxHIDDEN[=LAUNCH], LAUNCH as {lc.BACKWARD_NOTATION}")
+    parser.add_argument("specs", nargs="+", help=f"op@ROWSxHIDDEN[=LAUNCH], LAUNCH as {lc.BACKWARD_NOTATION}; "
+                                                 "or fwd:op@ROWSxHIDDEN[=LAUNCH], LAUNCH as tune_kernels.py forward_ab reads it")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--residual-grad", action="store_true",
                         help="compile as the fused ops' backward with residual_out's gradient (HAS_DRES)")
@@ -150,11 +196,18 @@ def main():
     print("| spec | launch | regs | spill stores / loads B | shared B |")
     print("|---|---|---|---|---|")
     for spec in args.specs:
-        op, rows, hidden, cfg = parse_spec(spec, dtype)
-        compiled = compile_backward(op, rows, hidden, cfg, dtype, args.residual_grad)
+        if spec.startswith(_FORWARD_PREFIX):
+            import tune_kernels
+
+            op, rows, hidden, cfg = parse_forward_spec(spec)
+            compiled = compile_forward(op, rows, hidden, cfg, dtype)
+            label = tune_kernels.forward_label(cfg)
+        else:
+            op, rows, hidden, cfg = parse_spec(spec, dtype)
+            compiled = compile_backward(op, rows, hidden, cfg, dtype, args.residual_grad)
+            label = lc.backward_notation(cfg, rows, hidden)
         registers, stores, loads = ptxas_resources(compiled.asm["ptx"])
-        print(f"| {spec} | {lc.backward_notation(cfg, rows, hidden)} | {registers} | {stores} / {loads} | "
-              f"{compiled.metadata.shared} |", flush=True)
+        print(f"| {spec} | {label} | {registers} | {stores} / {loads} | {compiled.metadata.shared} |", flush=True)
         if args.opcodes:
             counts = opcode_counts(disassemble(compiled.asm["cubin"]))
             listed = ", ".join(f"{name} {n}" for name, n in counts.most_common(args.opcodes))

@@ -701,6 +701,17 @@ def _parse_forward_candidate(spec):
     return op, rows, hidden, launch, cfg
 
 
+def forward_label(cfg):
+    """A ForwardLaunch written as _parse_forward_candidate reads it (rows a program left out; the
+    options a package older than the field lacks read as unset)."""
+    return (f"{'looped' if cfg.looped else 'single'}/{_tiles_label((cfg.block_n, *cfg.tail_n))}"
+            f"/w{cfg.num_warps}{'/early' if getattr(cfg, 'early_affine', False) else ''}"
+            f"{'/shifted' if getattr(cfg, 'shifted_stats', False) else ''}"
+            f"{f'/o{cfg.out_block_n}' if getattr(cfg, 'out_block_n', 0) else ''}"
+            f"{'/rev' if getattr(cfg, 'reverse_out', False) else ''}"
+            f"{f'/reg{cfg.max_registers}' if getattr(cfg, 'max_registers', 0) else ''}")
+
+
 def forward_ab(candidates, rounds=2):
     """The forward under the table's launch and under each candidate of the same shape, alternating
     as backward_ab does (bf16); candidates as _parse_forward_candidate reads them."""
@@ -719,15 +730,9 @@ def forward_ab(candidates, rounds=2):
             base = nz.forward_launch(hidden, is_rms, fused, few_rows=rows <= lc.early_affine_rows(hidden))
         else:
             base = nz.forward_launch(hidden, is_rms, fused)
-        label = (f"table: {'looped' if base.looped else 'single'}/{_tiles_label((base.block_n, *base.tail_n))}"
-                 f"/w{base.num_warps}{'/early' if getattr(base, 'early_affine', False) else ''}"
-                 f"{'/shifted' if getattr(base, 'shifted_stats', False) else ''}"
-                 f"{f'/o{base.out_block_n}' if getattr(base, 'out_block_n', 0) else ''}"
-                 f"{'/rev' if getattr(base, 'reverse_out', False) else ''}"
-                 f"{f'/reg{base.max_registers}' if getattr(base, 'max_registers', 0) else ''}")
         call = _forward_call(op, rows, hidden)
         _alternate(op, rows, hidden, call, None, torch.no_grad, passes * rows * hidden * 2, "forward_launch",
-                   [(label, None)] + launches, rounds)
+                   [(f"table: {forward_label(base)}", None)] + launches, rounds)
         del call
         torch.cuda.empty_cache()
 

@@ -69,3 +69,34 @@ def test_opcode_counts_read_nvdisasm_lines(offline_resources):
     ])
     counts = offline_resources.opcode_counts(listing)
     assert counts == {"MOV": 1, "FFMA": 2, "SHF.L.U32": 1, "LDGSTS.E.BYPASS.128": 1, "BAR.SYNC.DEFER_BLOCKING": 1}
+
+
+@pytest.fixture
+def offline_with_siblings(monkeypatch):
+    import sys
+
+    # Forward specs read their launch through tune_kernels, imported by name as from scripts/.
+    monkeypatch.setitem(sys.modules, "tune_kernels", load_script("tune_kernels"))
+    return load_script("offline_resources")
+
+
+def test_a_forward_spec_takes_the_tables_launch_or_the_one_it_names(offline_with_siblings):
+    from trinix_bench.ops import launch_config as lc
+
+    op, rows, hidden, cfg = offline_with_siblings.parse_forward_spec("fwd:layer_norm@4096x8192")
+    assert (op, rows, hidden) == ("layer_norm", 4096, 8192) and cfg == lc.forward_launch(8192, False)
+    *_, decode = offline_with_siblings.parse_forward_spec("fwd:rms_norm@1x4096")
+    assert decode == lc.forward_launch(4096, True, few_rows=True) and decode.early_affine
+    *_, fused = offline_with_siblings.parse_forward_spec("fwd:fused_add_rms_norm@1x4096")
+    assert fused == lc.forward_launch(4096, True, True) and not fused.early_affine
+    op, rows, hidden, capped = offline_with_siblings.parse_forward_spec("fwd:layer_norm@4096x8192=single/8192/w16/reg32")
+    assert (op, rows, hidden) == ("layer_norm", 4096, 8192)
+    assert (capped.block_n, capped.num_warps, capped.looped, capped.max_registers) == (8192, 16, False, 32)
+
+
+@pytest.mark.parametrize("spec, message", [("fwd:layernorm@4096x8192", "op must be one of"),
+                                           ("fwd:layer_norm@4096", "expected fwd:op@ROWSxHIDDEN"),
+                                           ("fwd:layer_norm@4096x8192=single/8192", "single/TILES/wWARPS")])
+def test_a_malformed_forward_spec_names_the_expected_form(offline_with_siblings, spec, message):
+    with pytest.raises(SystemExit, match=message):
+        offline_with_siblings.parse_forward_spec(spec)
