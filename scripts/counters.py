@@ -3,9 +3,11 @@
 ``run`` calls each target once to compile it and warm the allocator, then once more between
 cudaProfilerStart and cudaProfilerStop, so that under
 
-    ncu --profile-from-start off --clock-control none --csv --page details \\
+    PYTHONPATH=. ncu --profile-from-start off --clock-control none -f --export ln_large \\
         --section SpeedOfLight --section Occupancy ... \\
-        python3 scripts/counters.py run ln_fwd@4096x8192 > ln_fwd@4096x8192.csv
+        python3 scripts/counters.py run ln_fwd@4096x8192
+    ncu --import ln_large.ncu-rep --csv --page raw > ln_large.csv
+    python3 scripts/counters.py summary ln_large.csv
 
 ncu profiles exactly the kernels of that one call. ncu's default cache control flushes the
 caches before each kernel, as do_bench empties L2 between calls. Give one target a process to
@@ -19,9 +21,9 @@ contiguous rows is a DMA copy, which ncu does not profile), PROVIDER one of peer
 cell (default ``ours``). LAUNCH, for our forward cells only, puts a forward launch in place of the
 table's, written as ``tune_kernels.py forward_ab`` reads it (e.g. ``single/8192/w16/reg32``).
 
-``summary`` reads such CSVs, written with ``ncu --import REPORT --csv --page raw`` (one row per
-kernel, one column per metric), and prints one markdown row per kernel with the counters of
-SUMMARY_COLUMNS and the largest stall reasons, the target taken from each file's name.
+``summary`` reads such CSVs (``--page raw``: one row per kernel, one column per metric) and prints
+one markdown row per kernel with the counters of SUMMARY_COLUMNS and the largest stall reasons,
+the target taken from each file's name.
 """
 
 from __future__ import annotations

@@ -750,16 +750,15 @@ class _CompiledLaunches:
         on the device of ``args[0]``; ``unspecialized`` holds the positions of the integers in the
         kernel's do_not_specialize. ``max_registers``: ptxas's registers a thread (0: its choice).
         """
-        options = dict(num_warps=num_warps, maxnreg=max_registers) if max_registers else dict(num_warps=num_warps)
         first = args[0]
         if not self.enabled or not first.is_cuda or self._hooks_active():
-            return kernel[grid](*args, **constexprs, **options)
+            return _triton_launch(kernel, grid, args, constexprs, num_warps, max_registers)
         device_index = first.get_device()
         key, values = launch_arguments(args, unspecialized)
         key = (kernel, device_index, num_warps, max_registers, *constexprs.values(), *key)
         compiled = self._compiled.get(key)
         if compiled is None:
-            compiled = kernel[grid](*args, **constexprs, **options)
+            compiled = _triton_launch(kernel, grid, args, constexprs, num_warps, max_registers)
             self._compiled[key] = compiled
             return compiled
         stream = torch._C._cuda_getCurrentRawStream(device_index)  # what Triton's own launch reads
@@ -769,8 +768,15 @@ class _CompiledLaunches:
                          None, *values, *constexprs.values())
         except TypeError:  # a Triton whose launcher signature differs: use its own launch from now on
             self.enabled = False
-            return kernel[grid](*args, **constexprs, **options)
+            return _triton_launch(kernel, grid, args, constexprs, num_warps, max_registers)
         return compiled
+
+
+def _triton_launch(kernel, grid, args: tuple, constexprs: dict, num_warps: int, max_registers: int):
+    """Triton's own launch (compiling on a new specialization); maxnreg only under a register cap."""
+    if max_registers:
+        return kernel[grid](*args, **constexprs, num_warps=num_warps, maxnreg=max_registers)
+    return kernel[grid](*args, **constexprs, num_warps=num_warps)
 
 
 _INT32_MIN, _INT32_END, _INT64_END = -(2**31), 2**31, 2**63
