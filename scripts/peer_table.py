@@ -18,6 +18,7 @@ lands. This is a tuning tool for docs/kernels.md; the user-facing benchmark is b
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -126,20 +127,27 @@ def make_inputs(cell, rows, hidden):
     return x, r, w, b
 
 
-def time_call(cell, fn, inputs):
-    """do_bench median (ms) of ``fn(*inputs)``: under no_grad for a forward cell; for a ``full``
-    cell one autograd call ``fn(...).backward(dy)``, the leaves' grads reset to None between calls."""
+def cell_call(cell, fn, inputs):
+    """(a no-argument call of ``fn`` on ``inputs`` as the cell times it, the leaves whose grads to
+    reset to None between calls or None, the grad mode to run it under): ``fn(*inputs)`` under
+    no_grad for a forward cell; for a ``full`` cell one autograd call ``fn(...).backward(dy)``."""
     x, r, w, b = inputs
     if not cell.endswith("full"):
-        with torch.no_grad():
-            return triton.testing.do_bench(lambda: fn(x, r, w, b), warmup=25, rep=100, return_mode="median")
+        return (lambda: fn(x, r, w, b)), None, torch.no_grad
     leaves = [t.requires_grad_() for t in (x, w, b) if t is not None]
     dy = torch.randn_like(x)
 
     def step():
         fn(x, r, w, b).backward(dy)
 
-    return triton.testing.do_bench(step, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
+    return step, leaves, contextlib.nullcontext
+
+
+def time_call(cell, fn, inputs):
+    """do_bench median (ms) of the cell's call of ``fn`` on ``inputs`` (cell_call)."""
+    call, leaves, grad_mode = cell_call(cell, fn, inputs)
+    with grad_mode():
+        return triton.testing.do_bench(call, warmup=25, rep=100, grad_to_none=leaves, return_mode="median")
 
 
 def measure(cell, rows, hidden, fn):

@@ -1,5 +1,6 @@
 """scripts/peer_table.py: which providers a table measures, and in which order."""
 
+import torch
 from helpers import load_script
 
 
@@ -76,3 +77,27 @@ def test_unknown_cells_or_configs_are_named(capsys, tmp_path):
         peer_table.main(["--out", str(out), "--cells", "rms_fwd,gn_fwd"])
     assert "--cells: unknown gn_fwd; expected a comma list of rms_fwd" in capsys.readouterr().err
     assert not out.exists()  # nothing measured, nothing written
+
+
+def test_a_cell_call_runs_the_provider_as_the_table_times_it():
+    # Forward cells run under no_grad with nothing to reset; a full cell is one autograd call
+    # f(x, w).backward(dy) on random dy, its leaves returned for resetting between calls.
+    peer_table = load_script("peer_table")
+    x = torch.randn(3, 8, dtype=torch.float64)
+    w = torch.randn(8, dtype=torch.float64)
+    grad_enabled = []
+
+    def scale(x, r, w, b):
+        grad_enabled.append(torch.is_grad_enabled())
+        return x * w
+
+    call, leaves, grad_mode = peer_table.cell_call("rms_fwd", scale, (x, None, w, None))
+    with grad_mode():
+        y = call()
+    assert leaves is None and grad_enabled == [False] and torch.equal(y, x * w)
+    call, leaves, grad_mode = peer_table.cell_call("rms_full", scale, (x, None, w, None))
+    with grad_mode():
+        call()
+    assert grad_enabled == [False, True] and leaves[0] is x and leaves[1] is w
+    dy = x.grad / w  # x.grad = dy * w
+    assert torch.allclose(w.grad, (x.detach() * dy).sum(0))
