@@ -104,6 +104,38 @@ def test_wide_rows(op, hidden, dtype):
     check_op(op, inputs, grads)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("hidden, stride", [(1000, 1000), (4104, 4104), (12296, 12296), (65544, 65544), (4096, 4104)])
+@pytest.mark.parametrize("op", OPS)
+def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
+    # Widths or row strides that are multiples of 8 but not 16 (single pass, split tiles, looped;
+    # the last a column slice): every launch passes ROW_ALIGN (8 for bf16, 4 for fp32), meets the
+    # float64 reference forward and backward, and compiles to vector loads and stores (one element
+    # an access without it).
+    from helpers import load_script
+    from trinix_bench.ops import normalization as nz
+
+    offline = load_script("offline_resources")
+    launched = []
+    real_launch = nz._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options):
+        compiled = real_launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options)
+        launched.append((constexprs["ROW_ALIGN"], compiled))
+        return compiled
+
+    monkeypatch.setattr(nz._LAUNCHES, "launch", launch)
+    base = torch.randn(97, stride, device=DEVICE, dtype=dtype)
+    x = base[:, :hidden].detach().requires_grad_()
+    inputs, grads = make_inputs(op, 0, hidden, dtype, DEVICE, x=x)
+    check_op(op, inputs, grads)
+    assert len(launched) == 2 and all(align == 16 // dtype.itemsize for align, _ in launched), launched
+    for _, compiled in launched:
+        widths = offline.global_access_bytes(compiled.asm["ptx"])
+        assert max(size for kind, size in widths if kind != "st") >= 8, widths
+        assert max(size for kind, size in widths if kind == "st") >= 8, widths
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_weight_fp32_with_bf16_activations_and_strided_rows(op):
     base = torch.randn(1024, 6144, device=DEVICE, dtype=torch.bfloat16)

@@ -330,6 +330,41 @@ def test_looped_forward_writes_y_in_narrower_chunks(op, hidden, dtype, reverse_o
     assert reverse_flags == [reverse_out, None]
 
 
+def test_row_alignment_is_the_largest_vector_dividing_width_and_strides():
+    # ROW_ALIGN: 1 wherever Triton's own specialization (multiples of 16) proves the alignment;
+    # otherwise the largest power of two dividing the width and every row stride, at most one
+    # 16-byte vector (8 bf16 / fp16, 4 fp32, 2 fp64).
+    from trinix_bench.ops.normalization import row_alignment
+
+    assert row_alignment(2, 4096) == row_alignment(2, 4096, 8192, 4096) == row_alignment(4, 70000) == 1
+    assert row_alignment(2, 65544) == row_alignment(2, 1000) == row_alignment(2, 40, 56, 40) == 8
+    assert row_alignment(4, 65544) == row_alignment(4, 40, 56) == 4 and row_alignment(8, 1000) == 2
+    assert row_alignment(2, 4096, 4100) == 4  # a stride can be what limits it
+    assert row_alignment(2, 12, 16) == 4 and row_alignment(2, 4096, 4098) == 2
+    assert row_alignment(2, 65537) == row_alignment(2, 4096, 4097) == row_alignment(2, 1) == 1
+
+
+@pytest.mark.parametrize("dtype, align", [(torch.bfloat16, 8), (torch.float32, 4)])
+@pytest.mark.parametrize("looped", [False, True])
+@pytest.mark.parametrize("op", OPS)
+def test_rows_aligned_below_16_elements_launch_their_alignment(op, looped, dtype, align, monkeypatch):
+    # 40 columns sliced out of rows of 56 (both 8 x odd): every kernel, forward and backward,
+    # single pass (32 + 8 tiles) or looped (16-column chunks, the last one masked), compiles with
+    # ROW_ALIGN and restates the width and strides as its multiples; the results must match
+    # float64 (a ROW_ALIGN the values do not divide would move rows and cut columns).
+    from trinix_bench.ops import launch_config
+
+    fwd = launch_config.ForwardLaunch(16 if looped else 32, 1, 4, looped, (0, 0) if looped else (8, 0))
+    _force_launches(monkeypatch, fwd, "HELD_NARROW")
+    aligns = recorded_flags(monkeypatch, "ROW_ALIGN")
+    base = torch.randn(6, 56, dtype=torch.float32).to(dtype) + 0.5
+    x = base[:, 8:48].detach().requires_grad_()
+    assert x.stride(0) == 56 and x.data_ptr() % 16 == 0
+    inputs, grads = make_inputs(op, 0, 40, dtype, "cpu", x=x)
+    check_op(op, inputs, grads)
+    assert aligns == [align, align]
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_calls_read_rows_twice_by_width(op, monkeypatch, forward_tables):
     # READ_TWICE_FWD shrunk to interpreter sizes (64 columns: second pass in 16 columns for RMSNorm,

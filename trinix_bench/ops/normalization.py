@@ -60,6 +60,19 @@ def _store(ptrs, value, mask, MASKED: tl.constexpr):
 
 
 @triton.jit
+def _aligned(value, ROW_ALIGN: tl.constexpr):
+    """``value`` restated as a multiple of ROW_ALIGN, which the host checked it is (row_alignment).
+    Triton specializes an integer argument on divisibility by 16 only; a width or row stride of,
+    say, 8 x an odd number of bf16 elements would otherwise leave every row start of unknown
+    alignment and every load and store moving one element. (value // A) * A lets the compiler's
+    alignment analysis see the factor A, so a 16-byte vector access is proven aligned."""
+    if ROW_ALIGN > 1:
+        return value // ROW_ALIGN * ROW_ALIGN
+    else:
+        return value
+
+
+@triton.jit
 def _load_rows(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
     HAS_RESIDUAL: tl.constexpr, EVICTION: tl.constexpr, MASKED: tl.constexpr,
@@ -208,7 +221,7 @@ def _norm_fwd_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr,
-    SHIFTED_STATS: tl.constexpr,
+    SHIFTED_STATS: tl.constexpr, ROW_ALIGN: tl.constexpr,
 ):
     """Single pass: each program normalizes BLOCK_M whole rows held in registers.
 
@@ -226,6 +239,9 @@ def _norm_fwd_kernel(
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < n_rows
     rows64 = rows.to(tl.int64)
+    n_cols = _aligned(n_cols, ROW_ALIGN)
+    x_stride, y_stride = _aligned(x_stride, ROW_ALIGN), _aligned(y_stride, ROW_ALIGN)
+    res_stride, res_out_stride = _aligned(res_stride, ROW_ALIGN), _aligned(res_out_stride, ROW_ALIGN)
     x, cols, col_mask, mask, scale, shift = _load_tile(
         x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
         n_cols, 0, BLOCK_N, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
@@ -296,7 +312,7 @@ def _norm_fwd_looped_kernel(
     n_rows, n_cols, eps, offset,
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SHIFTED_STATS: tl.constexpr,
-    ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr, REVERSE_OUT: tl.constexpr,
+    ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr, REVERSE_OUT: tl.constexpr, ROW_ALIGN: tl.constexpr,
 ):
     """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
     chunk by chunk, pass 2 writes y.
@@ -321,6 +337,9 @@ def _norm_fwd_looped_kernel(
     rows = tl.program_id(0) + tl.arange(0, 1)
     rows64 = rows.to(tl.int64)
     row_mask = rows < n_rows
+    n_cols = _aligned(n_cols, ROW_ALIGN)
+    x_stride, y_stride = _aligned(x_stride, ROW_ALIGN), _aligned(y_stride, ROW_ALIGN)
+    res_stride, res_out_stride = _aligned(res_stride, ROW_ALIGN), _aligned(res_out_stride, ROW_ALIGN)
     cols = tl.arange(0, BLOCK_N)
     mask = row_mask[:, None] & (cols < n_cols)[None, :]
     x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
@@ -530,7 +549,7 @@ def _norm_bwd_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr, ROW_ALIGN: tl.constexpr,
 ):
     """Single pass: each program walks its strip of rows BLOCK_M at a time, keeping dw/db sums in
     registers, and writes one partial row of each at the end. ``row_scratch_ptr`` is unused here
@@ -558,6 +577,9 @@ def _norm_bwd_kernel(
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
+    n_cols = _aligned(n_cols, ROW_ALIGN)
+    dy_stride, x_stride = _aligned(dy_stride, ROW_ALIGN), _aligned(x_stride, ROW_ALIGN)
+    dres_stride, dx_stride = _aligned(dres_stride, ROW_ALIGN), _aligned(dx_stride, ROW_ALIGN)
     cols = tl.arange(0, BLOCK_N)
     col_mask = cols < n_cols
     w = _held_scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
@@ -638,7 +660,7 @@ def _norm_bwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_DRES: tl.constexpr, HAS_WEIGHT: tl.constexpr, COMPUTE_DW: tl.constexpr,
     COMPUTE_DB: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, ROW_STAGES: tl.constexpr,
     DX_OPERANDS: tl.constexpr, BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr,
-    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr,
+    RELOAD_W: tl.constexpr, JOINT_SUMS: tl.constexpr, AFFINE_DX: tl.constexpr, ROW_ALIGN: tl.constexpr,
 ):
     """Rows wider than a register tile. Pass A computes each row's c1 and c2 chunk by chunk into
     ``row_scratch`` (2 floats a row). Pass B walks column chunks in the outer loop and the strip's
@@ -648,6 +670,9 @@ def _norm_bwd_looped_kernel(
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
+    n_cols = _aligned(n_cols, ROW_ALIGN)
+    dy_stride, x_stride = _aligned(dy_stride, ROW_ALIGN), _aligned(x_stride, ROW_ALIGN)
+    dres_stride, dx_stride = _aligned(dres_stride, ROW_ALIGN), _aligned(dx_stride, ROW_ALIGN)
     arange = tl.arange(0, BLOCK_N)
     for row in range(row_start, row_end):
         rows = row + tl.arange(0, 1)
@@ -867,7 +892,7 @@ def launch_forward(
         n_rows, n_cols, float(eps), float(offset),
     )
     flags = forward_flags(cfg, n_rows, n_cols, x2.element_size(), is_rms, residual is not None, weight is not None,
-                          bias is not None, store_stats)
+                          bias is not None, store_stats, args[1:8:2])  # the strides of x, residual, residual_out, y
     if cfg.looped:
         _LAUNCHES.launch(_norm_fwd_looped_kernel, (n_rows,), args, _FWD_UNSPECIALIZED, flags, cfg.num_warps,
                          cfg.max_registers)
@@ -877,13 +902,35 @@ def launch_forward(
     return y, res_out, mean, rstd
 
 
+# Widest access a thread makes to a row: one 16-byte vector (ld.global.v4.b32: 8 bf16, 4 fp32).
+_VECTOR_BYTES = 16
+
+
+def row_alignment(itemsize: int, n_cols: int, *row_strides: int) -> int:
+    """The kernels' ROW_ALIGN for rows of ``n_cols`` elements of ``itemsize`` bytes at these row
+    strides (elements): the largest power of two, at most a 16-byte vector's elements, dividing the
+    width and every stride, or 1 where all are multiples of 16 (Triton's own integer
+    specialization already proves that alignment, so those launches compile exactly as before).
+
+    The power of two dividing every value is the lowest set bit of their bitwise or. Without it a
+    width such as 65544 (8 x odd) made every bf16 load and store move one element: 65544 read as
+    slowly as 65537 (run 74)."""
+    combined = n_cols
+    for stride in row_strides:
+        combined |= stride
+    if not combined & 15:
+        return 1
+    return min(_VECTOR_BYTES // itemsize, combined & -combined)
+
+
 def forward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, has_residual: bool, has_weight: bool,
-                  has_bias: bool, store_stats: bool) -> dict:
+                  has_bias: bool, store_stats: bool, row_strides: tuple = ()) -> dict:
     """The constexprs of the forward kernel ``cfg`` launches (looped or single pass) on rows of
-    ``itemsize`` bytes an element (also what scripts/offline_resources.py compiles)."""
+    ``itemsize`` bytes an element at ``row_strides`` (elements; contiguous rows when not given)
+    (also what scripts/offline_resources.py compiles)."""
     flags = dict(
         IS_RMS=is_rms, HAS_RESIDUAL=has_residual, HAS_WEIGHT=has_weight, HAS_BIAS=has_bias, STORE_STATS=store_stats,
-        MASKED=cfg.masked(n_rows, n_cols),
+        MASKED=cfg.masked(n_rows, n_cols), ROW_ALIGN=row_alignment(itemsize, n_cols, *row_strides),
         # 32-bit rows keep the first chunk's mean as the shift (single pass: two reductions):
         # shifting by an outlier costs up to eps_fp32 * N of the variance (_norm_fwd_kernel's
         # docstring), past fp32's tolerance; 16-bit outputs hide it.
@@ -910,15 +957,17 @@ def fitted_stages_key(hidden: int, is_rms: bool, dtype: torch.dtype, device_inde
 
 
 def backward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, has_dres: bool, has_weight: bool,
-                   compute_dw: bool, compute_db: bool) -> dict:
+                   compute_dw: bool, compute_db: bool, row_strides: tuple = ()) -> dict:
     """The backward kernels' constexprs for launch ``cfg`` on rows of ``itemsize`` bytes an element
-    (also what scripts/offline_resources.py compiles)."""
+    at ``row_strides`` (elements; contiguous rows when not given) (also what
+    scripts/offline_resources.py compiles)."""
     return dict(
         IS_RMS=is_rms, HAS_DRES=has_dres, HAS_WEIGHT=has_weight,
         COMPUTE_DW=compute_dw, COMPUTE_DB=compute_db, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
         ROW_STAGES=cfg.row_stages, DX_OPERANDS=int(cfg.dx_operands), BLOCK_N_2=cfg.tail_n[0],
         BLOCK_N_3=cfg.tail_n[1], MASKED=cfg.masked(n_rows, n_cols), RELOAD_W=cfg.reload_weight,
         JOINT_SUMS=cfg.joint_sums, AFFINE_DX=cfg.affine_dx and itemsize <= 2,
+        ROW_ALIGN=row_alignment(itemsize, n_cols, *row_strides),
     )
 
 
@@ -939,7 +988,7 @@ def _launch_backward_kernel(cfg, dy2, dres2, has_dres, x2, dx2, weight, mean, rs
         n_rows, n_cols, cfg.rows_per_program, float(offset),
     )
     flags = backward_flags(cfg, n_rows, n_cols, x2.element_size(), is_rms, has_dres, weight is not None, compute_dw,
-                           compute_db)
+                           compute_db, args[1:8:2])  # the strides of dy, x, dresidual_out, dx
     _LAUNCHES.launch(kernel, (cfg.programs,), args, _BWD_UNSPECIALIZED, flags, cfg.num_warps)
     return dw_partial, db_partial
 
