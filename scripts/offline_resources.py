@@ -3,7 +3,8 @@ compiled for sm_90 on a machine without a GPU.
 
     pip install --no-deps --target /tmp/t36 triton==3.6.0      # the H200's Triton (ptxas included)
     PYTHONPATH=/tmp/t36:. python scripts/offline_resources.py layer_norm@32768x12288 \\
-        layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16] [--opcodes 12]
+        layer_norm@131072x16384=8192+8192/w16/s3/HELD_NARROW/reload/separate [--dtype float16] [--opcodes 12] \\
+        [--accesses]
 
 A spec is ``op@ROWSxHIDDEN`` (the table's launch) or ``op@ROWSxHIDDEN=LAUNCH`` with LAUNCH in
 ``launch_config.BACKWARD_NOTATION``, as ``tune_kernels.py backward_ab`` reads it; a forward spec is
@@ -170,6 +171,29 @@ def opcode_counts(sass: str) -> collections.Counter:
 _SASS_INSTRUCTION = re.compile(r"\s*/\*[0-9a-f]+\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)")
 
 
+# "@%p1 ld.global.L1::evict_last.L2::cache_hint.v4.b32 { ... }, [ %rd1 + 0 ];" -> (ld, 4 x 32 bits);
+# "cp.async.cg.shared.global.L2::cache_hint [ %r1 + 0 ], [ %rd2 + 0 ], 0x10, %r3;" -> (cp.async, 16 bytes)
+_GLOBAL_ACCESS = re.compile(r"\s*(?:@!?%\w+\s+)?(ld|st)\.global\S*?(?:\.v(\d+))?\.[bfsu](\d+)\s")
+_ASYNC_COPY = re.compile(r"\s*(?:@!?%\w+\s+)?cp\.async\.c[ag]\.shared\.global\S*\s+\[[^]]*\],\s*\[[^]]*\],\s*(0x[0-9a-f]+|\d+)")
+
+
+def global_access_bytes(ptx: str) -> collections.Counter:
+    """Static count of the PTX's global memory accesses by kind and width: ("ld" | "st" |
+    "cp.async", bytes a thread moves). 16 is one vector (8 bf16); a row whose alignment the
+    compiler cannot prove moves 2 bytes (one bf16) an access (ROW_ALIGN, row_alignment)."""
+    counts = collections.Counter()
+    for line in ptx.splitlines():
+        match = _GLOBAL_ACCESS.match(line)
+        if match:
+            kind, lanes, bits = match.groups()
+            counts[kind, int(lanes or 1) * int(bits) // 8] += 1
+            continue
+        match = _ASYNC_COPY.match(line)
+        if match:
+            counts["cp.async", int(match.group(1), 0)] += 1
+    return counts
+
+
 def disassemble(cubin: bytes) -> str:
     """``nvdisasm -c`` of a cubin, with the nvdisasm Triton ships beside its ptxas."""
     from triton.backends.nvidia.compiler import get_ptxas
@@ -191,6 +215,8 @@ def main():
                         help="compile as the fused ops' backward with residual_out's gradient (HAS_DRES)")
     parser.add_argument("--opcodes", type=int, default=0, metavar="N",
                         help="also list each kernel's N most frequent SASS opcodes (static counts)")
+    parser.add_argument("--accesses", action="store_true",
+                        help="also list each kernel's global loads and stores by width (static counts from its PTX)")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     print("| spec | launch | regs | spill stores / loads B | shared B |")
@@ -212,6 +238,13 @@ def main():
             counts = opcode_counts(disassemble(compiled.asm["cubin"]))
             listed = ", ".join(f"{name} {n}" for name, n in counts.most_common(args.opcodes))
             print(f"|  | SASS opcodes ({sum(counts.values())} in all): {listed} | | | |", flush=True)
+        if args.accesses:
+            widths = global_access_bytes(compiled.asm["ptx"])
+            listed = ", ".join(f"{kind} {size} B: {n}" for (kind, size), n in sorted(widths.items()))
+            from trinix_bench.ops.normalization import row_alignment
+
+            print(f"|  | global accesses (ROW_ALIGN {row_alignment(dtype.itemsize, hidden)}): {listed} | | | |",
+                  flush=True)
 
 
 if __name__ == "__main__":

@@ -292,7 +292,7 @@ def looped_variants():
     y = torch.empty_like(x)
     args = (x, hidden, x, hidden, x, hidden, y, hidden, w, x, x, x, rows, hidden, 1e-6, 0.0)
     flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk,
-                 MASKED=False, SHIFTED_STATS=False, ONE_CHUNK=False, OUT_BLOCK_N=chunk, REVERSE_OUT=False)
+                 MASKED=False, SHIFTED_STATS=False, ONE_CHUNK=False, OUT_BLOCK_N=chunk, REVERSE_OUT=False, ROW_ALIGN=1)
     for stages in (1, 2, 3):
         for warps in (4, 8):
             fn = lambda: nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=warps, num_stages=stages)
@@ -480,6 +480,38 @@ def non_pow2(shapes):
             print(f"| {op} | {mode} | {rows} | {hidden} | {us:.1f} | {pct:.0f}% | {below}: {percent[below][1]:.0f}% | "
                   f"{pct / percent[below][1]:.2f} | {above}: {percent[above][1]:.0f}% | {pct / percent[above][1]:.2f} |",
                   flush=True)
+
+
+def alignment_ab(shapes, rounds=2):
+    """Each op-mode at each shape with the kernels' ROW_ALIGN as the launch computes it and forced
+    to 1 (the kernels before it: one element an access where the width or a row stride is not a
+    multiple of 16), alternating ``rounds`` times in one process; us (% of copy)."""
+    from trinix_bench.ops import normalization as nz
+
+    computed = nz.row_alignment
+    variants = {"ROW_ALIGN": computed, "1": lambda *_: 1}
+    print("| op | mode | shape | ROW_ALIGN | computed, us (% of copy) | forced to 1, us (% of copy) |")
+    print("|---|---|---|---|---|---|")
+    for rows, hidden in shapes:
+        for op, mode, passes in _probe_modes():
+            fn, leaves, grad_mode = _mode_call(op, mode, rows, hidden)
+            readings = {label: [] for label in variants}
+            try:
+                with grad_mode():
+                    for _ in range(rounds):
+                        for label, alignment in variants.items():
+                            nz.row_alignment = alignment
+                            _warm_up(fn, leaves)
+                            ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median",
+                                                         grad_to_none=leaves)
+                            readings[label].append(
+                                f"{ms * 1e3:.1f} ({passes * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
+            finally:
+                nz.row_alignment = computed
+            print(f"| {op} | {mode} | {rows}x{hidden} | {computed(2, hidden)} | {', '.join(readings['ROW_ALIGN'])} | "
+                  f"{', '.join(readings['1'])} |", flush=True)
+            del fn, leaves
+            torch.cuda.empty_cache()
 
 
 def _time_forward_variants(op, rows, hidden, passes, fn, variants, masked_variants=None):
@@ -1215,7 +1247,8 @@ PROBES = {
     "reload_weight": (reload_weight, True),
 }
 # probes that take --shapes and --rounds
-ROUNDS_PROBES = {"setup_effects": setup_effects, "copy_ceiling": copy_ceiling, "clock_trace": clock_trace}
+ROUNDS_PROBES = {"setup_effects": setup_effects, "copy_ceiling": copy_ceiling, "clock_trace": clock_trace,
+                 "alignment_ab": alignment_ab}
 
 
 def main():
@@ -1231,8 +1264,8 @@ def main():
                              "reads, e.g. 8192+8192/w16/s3/HELD_NARROW/reload or looped/4096/w8/p2/s1; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
-                        help="backward_ab / forward_ab / setup_effects / copy_ceiling: alternating readings of each "
-                             "launch; clock_trace: rounds (odd ones after a load)")
+                        help="backward_ab / forward_ab / setup_effects / copy_ceiling / alignment_ab: alternating "
+                             "readings of each launch; clock_trace: rounds (odd ones after a load)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")
     parser.add_argument("--then-resources", action="store_true",
