@@ -695,8 +695,12 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
     keep_masks = True
 
 
-FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev][/regN] or "
+FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev][/regN][/ycs|/yef] or "
                           "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS][/regN]")
+
+
+# a looped forward's option -> its ForwardLaunch.y_cache (y's store policy)
+_Y_CACHE_OPTIONS = {"ycs": ".cs", "yef": "evict_first"}
 
 
 def _parse_forward_candidate(spec):
@@ -705,8 +709,9 @@ def _parse_forward_candidate(spec):
     element, one joint reduction), a single pass with ``/early`` (w and b read with x),
     ``/masked`` (masks kept where the launch covers the problem) and ``/mROWS`` (rows a program;
     default the table's rule), a looped one with ``/oOUT_CHUNK`` (pass 2's chunk) and ``/rev``
-    (pass 2 from the row's last chunk to its first), either with ``/regN`` (at most N registers a
-    thread, ptxas's .maxnreg) -> (op, rows, hidden, label, ForwardLaunch)."""
+    (pass 2 from the row's last chunk to its first) and ``/ycs`` or ``/yef`` (y stored streamed, or
+    under an evict-first L2 policy: ForwardLaunch.y_cache), either with ``/regN`` (at most N
+    registers a thread, ptxas's .maxnreg) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     parts = launch.split("/")
@@ -714,11 +719,13 @@ def _parse_forward_candidate(spec):
     rows_options = [o for o in options if o[:1] == "m" and o[1:].isdigit()]
     out_options = [o for o in options if o[:1] == "o" and o[1:].isdigit()]
     register_options = [o for o in options if o[:3] == "reg" and o[3:].isdigit()]
-    allowed = {"shifted", "rev", *out_options} if kind == "looped" else {"early", "shifted", "masked", *rows_options}
+    y_cache_options = [o for o in options if o in _Y_CACHE_OPTIONS]
+    allowed = ({"shifted", "rev", *out_options, *y_cache_options} if kind == "looped"
+               else {"early", "shifted", "masked", *rows_options})
     allowed |= set(register_options)
     if (op not in FORWARD_AB_OPS or kind not in ("looped", "single") or not warps.startswith("w")
             or not warps[1:].isdigit() or set(options) - allowed or len(rows_options) > 1 or len(out_options) > 1
-            or len(register_options) > 1 or not all(t.isdigit() for t in tiles.split("+"))):
+            or len(register_options) > 1 or len(y_cache_options) > 1 or not all(t.isdigit() for t in tiles.split("+"))):
         raise SystemExit(f"--candidates: cannot read {spec!r}; expected {FORWARD_CANDIDATE_FORM}")
     rows, hidden = (int(v) for v in shape.split("x"))
     widths = [int(t) for t in tiles.split("+")] + [0, 0]
@@ -729,7 +736,8 @@ def _parse_forward_candidate(spec):
     cfg = launch_class(widths[0], block_m, int(warps[1:]), kind == "looped", tuple(widths[1:3]),
                        early_affine="early" in options, shifted_stats="shifted" in options,
                        out_block_n=int(out_options[0][1:]) if out_options else 0, reverse_out="rev" in options,
-                       max_registers=int(register_options[0][3:]) if register_options else 0)
+                       max_registers=int(register_options[0][3:]) if register_options else 0,
+                       y_cache=_Y_CACHE_OPTIONS[y_cache_options[0]] if y_cache_options else "")
     return op, rows, hidden, launch, cfg
 
 
@@ -741,7 +749,8 @@ def forward_label(cfg):
             f"{'/shifted' if getattr(cfg, 'shifted_stats', False) else ''}"
             f"{f'/o{cfg.out_block_n}' if getattr(cfg, 'out_block_n', 0) else ''}"
             f"{'/rev' if getattr(cfg, 'reverse_out', False) else ''}"
-            f"{f'/reg{cfg.max_registers}' if getattr(cfg, 'max_registers', 0) else ''}")
+            f"{f'/reg{cfg.max_registers}' if getattr(cfg, 'max_registers', 0) else ''}"
+            f"{''.join(f'/{o}' for o, c in _Y_CACHE_OPTIONS.items() if c and c == getattr(cfg, 'y_cache', ''))}")
 
 
 def forward_ab(candidates, rounds=2):

@@ -109,9 +109,9 @@ def test_wide_rows(op, hidden, dtype):
 @pytest.mark.parametrize("op", OPS)
 def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
     # Widths or row strides that are multiples of 8 but not 16 (single pass, split tiles, looped;
-    # the last a column slice): every launch passes ROW_ALIGN (8 for bf16, 4 for fp32), meets the
-    # float64 reference forward and backward, and compiles to vector loads and stores (one element
-    # an access without it).
+    # the last a column slice): every launch over such rows passes ROW_ALIGN (8 for bf16, 4 for
+    # fp32), meets the float64 reference forward and backward, and compiles to vector loads and
+    # stores (one element an access without it).
     from helpers import load_script
     from trinix_bench.ops import normalization as nz
 
@@ -129,7 +129,10 @@ def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
     x = base[:, :hidden].detach().requires_grad_()
     inputs, grads = make_inputs(op, 0, hidden, dtype, DEVICE, x=x)
     check_op(op, inputs, grads)
-    assert len(launched) == 2 and all(align == 16 // dtype.itemsize for align, _ in launched), launched
+    # the fused ops' backward reads residual_out, not the slice: all its rows are then multiples of 16
+    backward_align = 1 if op.startswith("fused") and hidden % 16 == 0 else 16 // dtype.itemsize
+    assert [align for align, _ in launched] == [16 // dtype.itemsize, backward_align], launched
+    launched = [(align, compiled) for align, compiled in launched if align > 1]
     for _, compiled in launched:
         widths = offline.global_access_bytes(compiled.asm["ptx"])
         assert max(size for kind, size in widths if kind != "st") >= 8, widths
