@@ -52,7 +52,7 @@ def _load(ptrs, mask, MASKED: tl.constexpr, EVICTION: tl.constexpr):
 
 
 @triton.jit
-def _store(ptrs, value, mask, MASKED: tl.constexpr, CACHE: tl.constexpr = ""):
+def _store(ptrs, value, mask, MASKED: tl.constexpr, CACHE: tl.constexpr):
     """tl.store, masked or not as _load; CACHE: the store's cache policy ("": the default; ".cs":
     streamed, its lines the first L2 evicts; "evict_first": the same asked through an L2 policy)."""
     if CACHE == "evict_first":
@@ -91,7 +91,7 @@ def _load_rows(
     if HAS_RESIDUAL:
         r = _load(res_ptr + rows64[:, None] * res_stride + cols[None, :], mask, MASKED, EVICTION)
         x = (x.to(tl.float32) + r.to(tl.float32)).to(res_out_ptr.dtype.element_ty)
-        _store(res_out_ptr + rows64[:, None] * res_out_stride + cols[None, :], x, mask, MASKED)
+        _store(res_out_ptr + rows64[:, None] * res_out_stride + cols[None, :], x, mask, MASKED, "")
     return x.to(tl.float32)
 
 
@@ -139,7 +139,7 @@ def _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, HAS_
 
 @triton.jit
 def _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS: tl.constexpr,
-                  MASKED: tl.constexpr, Y_CACHE: tl.constexpr = ""):
+                  MASKED: tl.constexpr, Y_CACHE: tl.constexpr):
     """y = xhat * w' (+ b), stored in y's dtype."""
     y = xhat * scale
     if HAS_BIAS:
@@ -149,7 +149,7 @@ def _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_B
 
 @triton.jit
 def _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, Y_CACHE: tl.constexpr = ""):
+                  HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, Y_CACHE: tl.constexpr):
     """y = xhat * w' + b with w' and b read here, after the row's reductions."""
     scale, shift = _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT, HAS_BIAS, MASKED)
     _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED, Y_CACHE)
@@ -179,10 +179,10 @@ def _store_tile(y_ptr, y_stride, xhat, scale, shift, w_ptr, b_ptr, rows64, cols,
                 HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr):
     """y of one tile, with w' and b as _load_tile read them (EARLY_AFFINE) or read now."""
     if EARLY_AFFINE:
-        _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED)
+        _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED, "")
     else:
         _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                      HAS_WEIGHT, HAS_BIAS, MASKED)
+                      HAS_WEIGHT, HAS_BIAS, MASKED, "")
 
 
 @triton.jit
@@ -442,7 +442,7 @@ def _store_dx_value(dx_ptr, dx_stride, dres_ptr, dres_stride, dx, rows64, cols, 
     """Store a tile's dx, plus the residual_out gradient when fused."""
     if HAS_DRES:
         dx += _load(dres_ptr + rows64[:, None] * dres_stride + cols[None, :], mask, MASKED, "").to(tl.float32)
-    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED)
+    _store(dx_ptr + rows64[:, None] * dx_stride + cols[None, :], dx.to(dx_ptr.dtype.element_ty), mask, MASKED, "")
 
 
 @triton.jit
