@@ -696,10 +696,10 @@ class _MaskedForwardLaunch(lc.ForwardLaunch):
 
 
 FORWARD_CANDIDATE_FORM = ("op@ROWSxHIDDEN=looped/CHUNK/wWARPS[/shifted][/oOUT_CHUNK][/rev][/regN][/ycs|/yef] or "
-                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS][/regN]")
+                          "op@ROWSxHIDDEN=single/TILES/wWARPS[/early][/shifted][/masked][/mROWS][/regN][/ycs|/yef]")
 
 
-# a looped forward's option -> its ForwardLaunch.y_cache (y's store policy)
+# a forward candidate's option -> its ForwardLaunch.y_cache (y's store policy)
 _Y_CACHE_OPTIONS = {"ycs": ".cs", "yef": "evict_first"}
 
 
@@ -709,9 +709,9 @@ def _parse_forward_candidate(spec):
     element, one joint reduction), a single pass with ``/early`` (w and b read with x),
     ``/masked`` (masks kept where the launch covers the problem) and ``/mROWS`` (rows a program;
     default the table's rule), a looped one with ``/oOUT_CHUNK`` (pass 2's chunk) and ``/rev``
-    (pass 2 from the row's last chunk to its first) and ``/ycs`` or ``/yef`` (y stored streamed, or
-    under an evict-first L2 policy: ForwardLaunch.y_cache), either with ``/regN`` (at most N
-    registers a thread, ptxas's .maxnreg) -> (op, rows, hidden, label, ForwardLaunch)."""
+    (pass 2 from the row's last chunk to its first), either with ``/regN`` (at most N registers a
+    thread, ptxas's .maxnreg) and ``/ycs`` or ``/yef`` (y stored streamed, or under an evict-first
+    L2 policy: ForwardLaunch.y_cache) -> (op, rows, hidden, label, ForwardLaunch)."""
     head, _, launch = spec.partition("=")
     op, _, shape = head.partition("@")
     parts = launch.split("/")
@@ -721,7 +721,7 @@ def _parse_forward_candidate(spec):
     register_options = [o for o in options if o[:3] == "reg" and o[3:].isdigit()]
     y_cache_options = [o for o in options if o in _Y_CACHE_OPTIONS]
     allowed = ({"shifted", "rev", *out_options, *y_cache_options} if kind == "looped"
-               else {"early", "shifted", "masked", *rows_options})
+               else {"early", "shifted", "masked", *rows_options, *y_cache_options})
     allowed |= set(register_options)
     if (op not in FORWARD_AB_OPS or kind not in ("looped", "single") or not warps.startswith("w")
             or not warps[1:].isdigit() or set(options) - allowed or len(rows_options) > 1 or len(out_options) > 1

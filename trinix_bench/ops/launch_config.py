@@ -67,8 +67,8 @@ class ForwardLaunch(_Cover):
     # Registers a thread the compiler may use (ptxas's .maxnreg; 0: its own choice). An SM holds
     # 65536: at 16 warps, 40 registers a thread leave room for 3 programs and 32 for 4.
     max_registers: int = 0
-    # Looped: y's store policy ("": default; ".cs": streamed; "evict_first": an L2 eviction
-    # policy), so y's lines leave L2 before the rows that pass 2 reads again (Y_CACHE).
+    # y's store policy ("": default; ".cs": streamed; "evict_first": an L2 eviction policy), so
+    # y's lines leave L2 before the rows a looped pass 2 reads again (Y_CACHE).
     y_cache: str = ""
 
 

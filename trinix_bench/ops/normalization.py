@@ -176,13 +176,14 @@ def _load_tile(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride
 
 @triton.jit
 def _store_tile(y_ptr, y_stride, xhat, scale, shift, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr):
+                HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr,
+                Y_CACHE: tl.constexpr):
     """y of one tile, with w' and b as _load_tile read them (EARLY_AFFINE) or read now."""
     if EARLY_AFFINE:
-        _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED, "")
+        _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS, MASKED, Y_CACHE)
     else:
         _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, cols, col_mask, mask, offset,
-                      HAS_WEIGHT, HAS_BIAS, MASKED, "")
+                      HAS_WEIGHT, HAS_BIAS, MASKED, Y_CACHE)
 
 
 @triton.jit
@@ -229,7 +230,7 @@ def _norm_fwd_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_N_2: tl.constexpr, BLOCK_N_3: tl.constexpr, MASKED: tl.constexpr, EARLY_AFFINE: tl.constexpr,
-    SHIFTED_STATS: tl.constexpr, ROW_ALIGN: tl.constexpr,
+    SHIFTED_STATS: tl.constexpr, ROW_ALIGN: tl.constexpr, Y_CACHE: tl.constexpr,
 ):
     """Single pass: each program normalizes BLOCK_M whole rows held in registers.
 
@@ -237,7 +238,7 @@ def _norm_fwd_kernel(
     then BLOCK_N_3 (0: no such tile), so a width such as 12288 = 8192 + 4096 is held without the
     idle lanes of a 16384-column tile. MASKED is False when the tiles cover the columns and the
     grid the rows exactly (ForwardLaunch.exact_cover). EARLY_AFFINE reads w and b with x instead of
-    after the reductions (ForwardLaunch.early_affine).
+    after the reductions (ForwardLaunch.early_affine). Y_CACHE is y's store policy (_store).
 
     LayerNorm's statistics take two dependent reductions (the mean, then the sum of squares about
     it), or with SHIFTED_STATS one joint reduction of d = x - K and d^2, K the row's first element:
@@ -300,13 +301,13 @@ def _norm_fwd_kernel(
             centred3 = _centred(x3, mask3, mean, IS_RMS, MASKED)
     rstd = tl.math.rsqrt(variance + eps)
     _store_tile(y_ptr, y_stride, centred * rstd[:, None], scale, shift, w_ptr, b_ptr, rows64, cols, col_mask, mask,
-                offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
+                offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE, Y_CACHE)
     if BLOCK_N_2 > 0:
         _store_tile(y_ptr, y_stride, centred2 * rstd[:, None], scale2, shift2, w_ptr, b_ptr, rows64, cols2,
-                    col_mask2, mask2, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
+                    col_mask2, mask2, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE, Y_CACHE)
     if BLOCK_N_3 > 0:
         _store_tile(y_ptr, y_stride, centred3 * rstd[:, None], scale3, shift3, w_ptr, b_ptr, rows64, cols3,
-                    col_mask3, mask3, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
+                    col_mask3, mask3, offset, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE, Y_CACHE)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
@@ -944,11 +945,11 @@ def forward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, ha
         # 32-bit rows keep the first chunk's mean as the shift (single pass: two reductions):
         # shifting by an outlier costs up to eps_fp32 * N of the variance (_norm_fwd_kernel's
         # docstring), past fp32's tolerance; 16-bit outputs hide it.
-        SHIFTED_STATS=cfg.shifted_stats and not is_rms and itemsize <= 2,
+        SHIFTED_STATS=cfg.shifted_stats and not is_rms and itemsize <= 2, Y_CACHE=cfg.y_cache,
     )
     if cfg.looped:
         flags.update(BLOCK_N=cfg.block_n, ONE_CHUNK=n_cols <= cfg.block_n, OUT_BLOCK_N=cfg.out_block_n or cfg.block_n,
-                     REVERSE_OUT=cfg.reverse_out, Y_CACHE=cfg.y_cache)
+                     REVERSE_OUT=cfg.reverse_out)
     else:
         flags.update(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1],
                      EARLY_AFFINE=cfg.early_affine)
