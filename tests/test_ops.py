@@ -308,6 +308,36 @@ def test_looped_rows_write_y_back_to_front_by_width_and_op():
     assert forward_launch(262144, True).looped and not forward_launch(4096, True, True).reverse_out
 
 
+def test_looped_rows_store_y_streamed_by_width_and_op():
+    # STREAMED_Y_FROM: the unfused ops from 18432 columns (every such row loops), never the fused
+    # ops nor a single pass.
+    from trinix_bench.ops.launch_config import forward_launch
+
+    def streamed_ops(hidden):
+        return {(is_rms, fused) for is_rms in (True, False) for fused in (True, False)
+                if forward_launch(hidden, is_rms, fused).y_cache == ".cs"}
+
+    assert streamed_ops(8192) == streamed_ops(16384) == streamed_ops(16896) == set()
+    assert streamed_ops(18432) == streamed_ops(28672) == streamed_ops(262144) == {(True, False), (False, False)}
+    assert forward_launch(14336, True).looped and forward_launch(14336, True).y_cache == ""
+
+
+@pytest.mark.parametrize("y_cache", [".cs", "evict_first"])
+@pytest.mark.parametrize("looped", [False, True])
+@pytest.mark.parametrize("op", OPS)
+def test_forward_stores_y_under_each_cache_policy(op, looped, y_cache, monkeypatch):
+    # ForwardLaunch.y_cache reaches both forward kernels (the interpreter ignores the policy; the
+    # GPU suite's wide rows run the streamed stores the tables pick) and y stays right.
+    from trinix_bench.ops import launch_config
+
+    fwd = launch_config.ForwardLaunch(32 if looped else 128, 1, 4, looped, y_cache=y_cache)
+    _force_launches(monkeypatch, fwd, "HELD_FP32")
+    policies = recorded_flags(monkeypatch, "Y_CACHE")
+    inputs, grads = make_inputs(op, 5, 70, torch.bfloat16, "cpu")
+    check_op(op, inputs, grads)
+    assert policies == [y_cache, None]
+
+
 @pytest.mark.parametrize("reverse_out", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("hidden", [60, 64, 130])

@@ -92,6 +92,12 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
     assert (capped.num_warps, capped.looped, capped.max_registers) == (16, False, 32)
     *_, capped_looped = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=looped/8192/w16/shifted/reg32")
     assert capped_looped.looped and capped_looped.shifted_stats and capped_looped.max_registers == 32
+    assert looped.y_cache == capped_looped.y_cache == ""
+    *_, streamed = tune_kernels._parse_forward_candidate("rms_norm@1024x196608=looped/32768/w32/rev/ycs")
+    *_, evict_first = tune_kernels._parse_forward_candidate("layer_norm@4096x8192=single/8192/w8/yef")
+    assert (streamed.y_cache, streamed.reverse_out, evict_first.y_cache) == (".cs", True, "evict_first")
+    assert tune_kernels.forward_label(streamed) == "looped/32768/w32/rev/ycs"
+    assert tune_kernels.forward_label(evict_first) == "single/8192/w8/yef"
 
 
 @pytest.mark.parametrize("spec", ["rms_norm@1x4096=single/4096/w8/late",  # unknown option
@@ -104,6 +110,7 @@ def test_a_forward_candidate_names_its_launch_and_options(tune_kernels):
                                   "rms_norm@1x4096=single/wide/w8",
                                   "rms_norm@1x4096=single/4096/w8/reg",  # no register count
                                   "rms_norm@1x4096=single/4096/w8/reg32/reg40",
+                                  "rms_norm@1x4096=looped/4096/w8/ycs/yef",  # one store policy
                                   "add_rms@1x4096=single/4096/w8"])
 def test_a_malformed_forward_candidate_names_the_expected_form(tune_kernels, spec):
     with pytest.raises(SystemExit, match=r"single/TILES/wWARPS\[/early\]"):

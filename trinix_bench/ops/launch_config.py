@@ -276,6 +276,22 @@ SHIFTED_STATS_FWD = (14336, 16384)
 # - LayerNorm: never; it lost at 65536-196608 by 2-6% (e.g. 2048x131072 357.7-359.4 vs 379.4-
 #   379.8) and tied at 262144 (run 108).
 REVERSE_OUT_FROM = {(True, True): 131072, (False, True): 131072, (True, False): 196608, (False, False): sys.maxsize}
+# Looped forward, y stored streamed (ForwardLaunch.y_cache ".cs") from this width on, by (is_rms,
+# fused add); sys.maxsize: never. Where pass 2's rows outgrow L2, y's lines are what push them out:
+# Nsight Compute (run 118, RMSNorm) read 632 MB from DRAM for 1024x196608's 403 MB input (57% of
+# pass 2 missed L2; 320 for 268 MB at 1024x131072, none at 2048x98304), 596 MB with y streamed
+# (263.4 -> 250.6 us of kernel). scripts/tune_kernels.py forward_ab, H200, bf16, three alternating
+# readings, us (table's launch vs y streamed; runs 118):
+# - RMSNorm: 2048x65536 148.3-149.7 vs 142.4-143.0, 2048x98304 219.8-220.9 vs 218.1-218.7,
+#   1024x131072 157.0-157.6 vs 152.8-153.0, 1024x196608 264.2-265.1 vs 257.2-257.3 (evict-first
+#   instead of streamed: 257.1-257.4), 1024x262144 362.6-364.3 vs 355.9-356.8, 4096x28672
+#   126.7-127.5 vs 123.9-124.5. It lost at 8192 columns (4096x8192 36.6-37.3 vs 37.5; 16384x8192
+#   128.4-129.1 vs 128.5-129.1), tied at 12288 and 16384 (32768x12288, 131072x16384).
+# - LayerNorm: 16384x18432 317.5-318.4 vs 309.2-309.7 (one 328.2), 1024x196608 288.4-290.0 vs
+#   283.5-283.9; the single pass (no row read again) lost at 8192 and 12288 by 0.5-1%.
+# - fused add: 1024x196608 471.8-472.6 vs 469.6-470.3, 4096x8192 67.8-68.3 vs 68.6, 16384x8192
+#   251.6-251.9 vs 253.0-253.5: not taken.
+STREAMED_Y_FROM = {(True, True): sys.maxsize, (False, True): sys.maxsize, (True, False): 18432, (False, False): 18432}
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
@@ -544,10 +560,13 @@ def forward_launch(hidden: int, is_rms: bool = True, has_residual: bool = False,
     launch may hold (single-pass tile or looped chunk); default: the tables' own. ``few_rows``:
     the call has at most ``early_affine_rows(hidden)`` rows (EARLY_AFFINE_MAX_ROWS), so an unfused
     single pass reads w and b with x. Unfused LayerNorm shifts its statistics within
-    SHIFTED_STATS_FWD; looped rows from REVERSE_OUT_FROM's width on write y back to front."""
+    SHIFTED_STATS_FWD; looped rows from REVERSE_OUT_FROM's width on write y back to front, and
+    from STREAMED_Y_FROM's store y streamed."""
     launch = _forward_shape(hidden, is_rms, has_residual, max_single_pass, few_rows)
     if launch.looped and hidden >= REVERSE_OUT_FROM[(is_rms, has_residual)]:
         launch = dataclasses.replace(launch, reverse_out=True)
+    if launch.looped and hidden >= STREAMED_Y_FROM[(is_rms, has_residual)]:
+        launch = dataclasses.replace(launch, y_cache=".cs")
     smallest, largest = SHIFTED_STATS_FWD
     if not is_rms and not has_residual and smallest <= hidden <= largest:
         return dataclasses.replace(launch, shifted_stats=True)
