@@ -309,17 +309,18 @@ def test_looped_rows_write_y_back_to_front_by_width_and_op():
 
 
 def test_looped_rows_store_y_streamed_by_width_and_op():
-    # STREAMED_Y_FROM: the unfused ops from 18432 columns (every such row loops), never the fused
-    # ops nor a single pass.
+    # STREAMED_Y_FROM: unfused RMSNorm from 65536 columns, unfused LayerNorm from 196608, never the
+    # fused ops; narrower looped rows keep the default store.
     from trinix_bench.ops.launch_config import forward_launch
 
     def streamed_ops(hidden):
         return {(is_rms, fused) for is_rms in (True, False) for fused in (True, False)
                 if forward_launch(hidden, is_rms, fused).y_cache == ".cs"}
 
-    assert streamed_ops(8192) == streamed_ops(16384) == streamed_ops(16896) == set()
-    assert streamed_ops(18432) == streamed_ops(28672) == streamed_ops(262144) == {(True, False), (False, False)}
-    assert forward_launch(14336, True).looped and forward_launch(14336, True).y_cache == ""
+    assert streamed_ops(8192) == streamed_ops(18432) == streamed_ops(65535) == set()
+    assert streamed_ops(65536) == streamed_ops(131072) == {(True, False)}
+    assert streamed_ops(196608) == streamed_ops(262144) == {(True, False), (False, False)}
+    assert forward_launch(28672, True).looped and forward_launch(28672, True).y_cache == ""
 
 
 @pytest.mark.parametrize("y_cache", [".cs", "evict_first"])

@@ -281,17 +281,20 @@ REVERSE_OUT_FROM = {(True, True): 131072, (False, True): 131072, (True, False): 
 # Nsight Compute (run 118, RMSNorm) read 632 MB from DRAM for 1024x196608's 403 MB input (57% of
 # pass 2 missed L2; 320 for 268 MB at 1024x131072, none at 2048x98304), 596 MB with y streamed
 # (263.4 -> 250.6 us of kernel). scripts/tune_kernels.py forward_ab, H200, bf16, three alternating
-# readings, us (table's launch vs y streamed; runs 118):
-# - RMSNorm: 2048x65536 148.3-149.7 vs 142.4-143.0, 2048x98304 219.8-220.9 vs 218.1-218.7,
-#   1024x131072 157.0-157.6 vs 152.8-153.0, 1024x196608 264.2-265.1 vs 257.2-257.3 (evict-first
-#   instead of streamed: 257.1-257.4), 1024x262144 362.6-364.3 vs 355.9-356.8, 4096x28672
-#   126.7-127.5 vs 123.9-124.5. It lost at 8192 columns (4096x8192 36.6-37.3 vs 37.5; 16384x8192
-#   128.4-129.1 vs 128.5-129.1), tied at 12288 and 16384 (32768x12288, 131072x16384).
-# - LayerNorm: 16384x18432 317.5-318.4 vs 309.2-309.7 (one 328.2), 1024x196608 288.4-290.0 vs
-#   283.5-283.9; the single pass (no row read again) lost at 8192 and 12288 by 0.5-1%.
-# - fused add: 1024x196608 471.8-472.6 vs 469.6-470.3, 4096x8192 67.8-68.3 vs 68.6, 16384x8192
-#   251.6-251.9 vs 253.0-253.5: not taken.
-STREAMED_Y_FROM = {(True, True): sys.maxsize, (False, True): sys.maxsize, (True, False): 18432, (False, False): 18432}
+# readings in one process, us (table's launch vs y streamed; run 118):
+# - RMSNorm, from 65536: 2048x65536 148.3-149.7 vs 142.4-143.0, 2048x98304 219.8-220.9 vs
+#   218.1-218.7, 1024x131072 157.0-157.6 vs 152.8-153.0, 1024x196608 264.2-265.1 vs 257.2-257.3
+#   (evict-first instead of streamed: 257.1-257.4), 1024x262144 362.6-364.3 vs 355.9-356.8.
+#   Narrower rows are left alone: 4096x28672 gained (126.7-127.5 vs 123.9-124.5) but 16384x18432,
+#   on the same 4096-column chunks, lost (293.1-293.2 vs 311.7-312.7); 8192 columns lost (4096x8192
+#   36.6-37.3 vs 37.5), 12288 and 16384 tied.
+# - LayerNorm, from 196608: 1024x196608 288.4-290.0 vs 283.5-283.9. Narrower it was mixed:
+#   16384x18432 317.5-318.4 vs 309.2-309.7 (one 328.2), 2048x65536 174.6-174.9 vs 172.6-173.5,
+#   but 1024x131072 181.2-181.6 vs 182.2-182.8 and 4096x28672 a tie; the single pass (no row read
+#   again) lost at 8192 and 12288 by 0.5-1%.
+# - fused add: never. 1024x196608 471.8-472.6 vs 469.6-470.3, 4096x8192 67.8-68.3 vs 68.6,
+#   16384x8192 251.6-251.9 vs 253.0-253.5.
+STREAMED_Y_FROM = {(True, True): sys.maxsize, (False, True): sys.maxsize, (True, False): 65536, (False, False): 196608}
 # Split tiles (split_tiles): a row held as up to three power-of-two register tiles side by side
 # instead of one padded power-of-two tile, where the padded tile's idle lanes cost. Narrowest tile:
 # 1024 columns (one value a thread at 32 warps).
