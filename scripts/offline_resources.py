@@ -180,7 +180,7 @@ _ASYNC_COPY = re.compile(r"\s*(?:@!?%\w+\s+)?cp\.async\.c[ag]\.shared\.global\S*
 def global_access_bytes(ptx: str) -> collections.Counter:
     """Static count of the PTX's global memory accesses by kind and width: ("ld" | "st" |
     "cp.async", bytes a thread moves). 16 is one vector (8 bf16); a row whose alignment the
-    compiler cannot prove moves 2 bytes (one bf16) an access (ROW_ALIGN, row_alignment)."""
+    compiler cannot prove moves one element an access, 2 bytes in bf16 (ROW_ALIGN, row_alignment)."""
     counts = collections.Counter()
     for line in ptx.splitlines():
         match = _GLOBAL_ACCESS.match(line)

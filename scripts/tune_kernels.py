@@ -292,7 +292,8 @@ def looped_variants():
     y = torch.empty_like(x)
     args = (x, hidden, x, hidden, x, hidden, y, hidden, w, x, x, x, rows, hidden, 1e-6, 0.0)
     flags = dict(IS_RMS=True, HAS_RESIDUAL=False, HAS_WEIGHT=True, HAS_BIAS=False, STORE_STATS=False, BLOCK_N=chunk,
-                 MASKED=False, SHIFTED_STATS=False, ONE_CHUNK=False, OUT_BLOCK_N=chunk, REVERSE_OUT=False, ROW_ALIGN=1)
+                 MASKED=False, SHIFTED_STATS=False, ONE_CHUNK=False, OUT_BLOCK_N=chunk, REVERSE_OUT=False, ROW_ALIGN=1,
+                 Y_CACHE="")
     for stages in (1, 2, 3):
         for warps in (4, 8):
             fn = lambda: nz._norm_fwd_looped_kernel[(rows,)](*args, **flags, num_warps=warps, num_stages=stages)

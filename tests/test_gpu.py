@@ -110,8 +110,9 @@ def test_wide_rows(op, hidden, dtype):
 def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
     # Widths or row strides that are multiples of 8 but not 16 (single pass, split tiles, looped;
     # the last a column slice): every launch over such rows passes ROW_ALIGN (8 for bf16, 4 for
-    # fp32), meets the float64 reference forward and backward, and compiles to vector loads and
-    # stores (one element an access without it).
+    # fp32), meets the float64 reference forward and backward, and compiles to fewer one-element
+    # accesses than the same launch with ROW_ALIGN forced to 1; the widths (not the slice, whose
+    # w and y are aligned anyway) also to vector loads and stores throughout.
     from helpers import load_script
     from trinix_bench.ops import normalization as nz
 
@@ -132,9 +133,23 @@ def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
     # the fused ops' backward reads residual_out, not the slice: all its rows are then multiples of 16
     backward_align = 1 if op.startswith("fused") and hidden % 16 == 0 else 16 // dtype.itemsize
     assert [align for align, _ in launched] == [16 // dtype.itemsize, backward_align], launched
-    launched = [(align, compiled) for align, compiled in launched if align > 1]
-    for _, compiled in launched:
-        widths = offline.global_access_bytes(compiled.asm["ptx"])
+    aligned_at = [index for index, (align, _) in enumerate(launched) if align > 1]
+    aligned = [launched[index][1] for index in aligned_at]
+    launched.clear()
+    _reset_grads(inputs)
+    monkeypatch.setattr(nz, "row_alignment", lambda *_: 1)
+    check_op(op, inputs, grads)
+    unaligned = [launched[index][1] for index in aligned_at]
+
+    def one_element_accesses(compiled):
+        return sum(n for (_, size), n in offline.global_access_bytes(compiled.asm["ptx"]).items()
+                   if size == dtype.itemsize)
+
+    for with_align, without in zip(aligned, unaligned):
+        assert one_element_accesses(with_align) < one_element_accesses(without)
+        if hidden != stride:
+            continue
+        widths = offline.global_access_bytes(with_align.asm["ptx"])
         assert max(size for kind, size in widths if kind != "st") >= 8, widths
         assert max(size for kind, size in widths if kind == "st") >= 8, widths
 

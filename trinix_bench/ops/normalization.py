@@ -19,6 +19,8 @@ partial row, and ``partials.sum(0)`` adds the partial rows in a fixed order. No 
 
 Offsets into the tensors are int64 (row index x row stride), so tensors past 2^31 elements work.
 Rows may have any stride as long as the last dim is contiguous; anything else is made contiguous.
+Every kernel restates the width and its row strides as multiples of ROW_ALIGN (row_alignment), so
+rows whose width or stride is a multiple of 8 elements but not of 16 still move 16-byte vectors.
 """
 
 from __future__ import annotations
