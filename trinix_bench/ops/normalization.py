@@ -83,6 +83,13 @@ def _aligned(value, ROW_ALIGN: tl.constexpr):
 
 
 @triton.jit
+def _aligned_rows(n_cols, stride_1, stride_2, stride_3, stride_4, ROW_ALIGN: tl.constexpr):
+    """A kernel's width and its four row strides, each restated by _aligned."""
+    return (_aligned(n_cols, ROW_ALIGN), _aligned(stride_1, ROW_ALIGN), _aligned(stride_2, ROW_ALIGN),
+            _aligned(stride_3, ROW_ALIGN), _aligned(stride_4, ROW_ALIGN))
+
+
+@triton.jit
 def _load_rows(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
     HAS_RESIDUAL: tl.constexpr, EVICTION: tl.constexpr, MASKED: tl.constexpr,
@@ -250,9 +257,8 @@ def _norm_fwd_kernel(
     rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
     row_mask = rows < n_rows
     rows64 = rows.to(tl.int64)
-    n_cols = _aligned(n_cols, ROW_ALIGN)
-    x_stride, y_stride = _aligned(x_stride, ROW_ALIGN), _aligned(y_stride, ROW_ALIGN)
-    res_stride, res_out_stride = _aligned(res_stride, ROW_ALIGN), _aligned(res_out_stride, ROW_ALIGN)
+    n_cols, x_stride, res_stride, res_out_stride, y_stride = _aligned_rows(
+        n_cols, x_stride, res_stride, res_out_stride, y_stride, ROW_ALIGN)
     x, cols, col_mask, mask, scale, shift = _load_tile(
         x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, w_ptr, b_ptr, offset, rows64, row_mask,
         n_cols, 0, BLOCK_N, HAS_RESIDUAL, HAS_WEIGHT, HAS_BIAS, MASKED, EARLY_AFFINE)
@@ -350,9 +356,8 @@ def _norm_fwd_looped_kernel(
     rows = tl.program_id(0) + tl.arange(0, 1)
     rows64 = rows.to(tl.int64)
     row_mask = rows < n_rows
-    n_cols = _aligned(n_cols, ROW_ALIGN)
-    x_stride, y_stride = _aligned(x_stride, ROW_ALIGN), _aligned(y_stride, ROW_ALIGN)
-    res_stride, res_out_stride = _aligned(res_stride, ROW_ALIGN), _aligned(res_out_stride, ROW_ALIGN)
+    n_cols, x_stride, res_stride, res_out_stride, y_stride = _aligned_rows(
+        n_cols, x_stride, res_stride, res_out_stride, y_stride, ROW_ALIGN)
     cols = tl.arange(0, BLOCK_N)
     mask = row_mask[:, None] & (cols < n_cols)[None, :]
     x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
@@ -590,9 +595,8 @@ def _norm_bwd_kernel(
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
-    n_cols = _aligned(n_cols, ROW_ALIGN)
-    dy_stride, x_stride = _aligned(dy_stride, ROW_ALIGN), _aligned(x_stride, ROW_ALIGN)
-    dres_stride, dx_stride = _aligned(dres_stride, ROW_ALIGN), _aligned(dx_stride, ROW_ALIGN)
+    n_cols, dy_stride, x_stride, dres_stride, dx_stride = _aligned_rows(
+        n_cols, dy_stride, x_stride, dres_stride, dx_stride, ROW_ALIGN)
     cols = tl.arange(0, BLOCK_N)
     col_mask = cols < n_cols
     w = _held_scale(w_ptr, cols, col_mask, offset, HAS_WEIGHT, MASKED, RELOAD_W)
@@ -683,9 +687,8 @@ def _norm_bwd_looped_kernel(
     pid = tl.program_id(0)
     row_start = pid * rows_per_program
     row_end = tl.minimum(row_start + rows_per_program, n_rows)
-    n_cols = _aligned(n_cols, ROW_ALIGN)
-    dy_stride, x_stride = _aligned(dy_stride, ROW_ALIGN), _aligned(x_stride, ROW_ALIGN)
-    dres_stride, dx_stride = _aligned(dres_stride, ROW_ALIGN), _aligned(dx_stride, ROW_ALIGN)
+    n_cols, dy_stride, x_stride, dres_stride, dx_stride = _aligned_rows(
+        n_cols, dy_stride, x_stride, dres_stride, dx_stride, ROW_ALIGN)
     arange = tl.arange(0, BLOCK_N)
     for row in range(row_start, row_end):
         rows = row + tl.arange(0, 1)
