@@ -758,9 +758,37 @@ def test_backward_notation_names_options_in_order():
     assert parse_backward_notation("looped/8192/w32/p1/s2") == looped
 
 
+def test_backward_notation_names_programs_per_sm_where_not_one():
+    from trinix_bench.ops.launch_config import backward_notation, parse_backward_notation
+
+    two = parse_backward_notation("4096+1024/w4/s4/HELD_FP32/separate/p2")
+    assert two.programs_per_sm == 2 and not two.joint_sums and two.tail_n == (1024, 0)
+    assert backward_notation(two, 64, 5120) == "4096+1024/w4/s4/HELD_FP32/separate/p2"
+    one = parse_backward_notation("4096/w8/s3/HELD_FP32")
+    assert one.programs_per_sm == 1 and backward_notation(one, 64, 4096) == "4096/w8/s3/HELD_FP32"
+    assert parse_backward_notation("4096/w8/s3/HELD_FP32/p1") == one
+
+
+def test_layer_norm_5120_backward_runs_two_programs_an_sm():
+    # run 119: LayerNorm's 4-warp 16-bit launch at 5120 leaves room for two programs an SM
+    # (16384x5120 82 -> 84% of copy, 32768x5120 86 -> 89%); RMSNorm's 8-warp one lost at two.
+    from trinix_bench.ops.launch_config import backward_launch, multiprocessor_count
+
+    cpu = torch.device("cpu")
+    for dtype in (torch.bfloat16, torch.float16):
+        layer = backward_launch(8192, 5120, cpu, False, dtype)
+        assert (layer.looped, layer.block_n, layer.tail_n, layer.num_warps, layer.programs_per_sm) == (
+            False, 4096, (1024, 0), 4, 2)
+        assert layer.programs == 2 * multiprocessor_count(cpu)
+        assert backward_launch(8192, 5120, cpu, True, dtype).programs_per_sm == 1
+    assert backward_launch(8192, 8192, cpu, False, torch.bfloat16).programs_per_sm == 1
+    assert backward_launch(8192, 5120, cpu, False, torch.float32).programs_per_sm == 1
+
+
 @pytest.mark.parametrize("text", ["8/16/s1/RELOADED", "8/w4/s1/RELOADED/fast", "8/w4/s1/HELD", "8/w4/s1",
                                   "8+4+2+1/w4/s1/RELOADED", "wide/w4/s1/RELOADED", "8/w0/s1/RELOADED",
-                                  "looped/8192/w32/p1", "looped/8192/w32/s1/p1", "looped/wide/w32/p1/s1", ""])
+                                  "looped/8192/w32/p1", "looped/8192/w32/s1/p1", "looped/wide/w32/p1/s1", "",
+                                  "8/w4/s1/RELOADED/p0", "8/w4/s1/RELOADED/px", "8/w4/s1/RELOADED/p2/reload"])
 def test_a_malformed_backward_notation_names_the_expected_form(text):
     from trinix_bench.ops.launch_config import parse_backward_notation
 

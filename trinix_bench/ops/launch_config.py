@@ -72,6 +72,14 @@ class ForwardLaunch(_Cover):
     y_cache: str = ""
 
 
+# Backward grid: programs per SM. Each program writes one fp32 partial row of dw (and db), so the
+# partial buffer is programs x hidden x 4 bytes. scripts/tune_kernels.py backward_stages, H200
+# 2026-11-20 (fwd+bwd % of copy, 1 / 2 / 4 per SM): the single-pass kernel does best with one
+# resident program per SM (RMSNorm 16384x8192: 80 / 78 / 76; LayerNorm: 73 / 70 / 67), the looped
+# kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
+BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
+
+
 @dataclasses.dataclass(frozen=True)
 class BackwardLaunch(_Cover):
     """How the backward kernel covers a (rows, hidden) problem."""
@@ -116,6 +124,9 @@ class RowLoop:
     # keep the exact form all the same (the launch passes AFFINE_DX for 16-bit rows only), as
     # their statistics do (SHIFTED_STATS_FWD).
     affine_dx: bool = False
+    # programs an SM: more than one hides the row loop's latency with another program's rows where
+    # a narrow launch leaves registers and shared memory for two
+    programs_per_sm: int = BACKWARD_PROGRAMS_PER_SM[False]
 
     def __post_init__(self):
         if self.equal_tiles not in (1, 2):  # the kernel holds at most three tiles; tables use one or two
@@ -357,6 +368,12 @@ SPLIT_TILE_FWD = {
 #   1023.0-1027.1 (65 -> 69%), fp16 1005.5-1010.2 -> 991.3-993.1 in two (1123.4 in the third).
 #   Not taken: 12288 (1009.1-1012.9 -> 1007.5-1007.8, bf16 only), 5120 (run 104: 142.0-150.2 ->
 #   147.3-154.9, each reading behind its pair), RMSNorm (ties: 4096x28672 398.6-399.0 vs 397.4-398.0).
+# - Run 119 (RowLoop.programs_per_sm, backward_ab, five alternating readings, us): LayerNorm's
+#   4-warp 5120 launch leaves an SM's registers (255 a thread) and shared memory (61 KB) for two
+#   programs: 16384x5120 239.7-241.4 -> 233.6-235.2 (82 -> 84% of copy), 32768x5120 456.6-458.1 ->
+#   440.1-441.4 (86 -> 89%), 8192x5120 within its spread (135.1-145.8 vs 132.5-143.2). RMSNorm's
+#   8-warp launch lost at two (8192x5120 126.3-126.4 -> 131.3-131.7; 32768x5120 434.0-434.7 ->
+#   442.5-442.9), as did RMSNorm 16384x8192 at 8 warps held narrow (339.6-340.0 -> 353.4-354.1).
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
@@ -364,7 +381,7 @@ SPLIT_TILE_BWD = {
            (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED)),
            (32768, 0.5625, 16, RowLoop(3, DxOperands.HELD_NARROW, reload_weight=True)),
            (32768, 0.875, 16, RowLoop(1, DxOperands.RELOADED, reload_weight=True))),
-    False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32, joint_sums=False)),
+    False: ((8192, 0.625, 4, RowLoop(4, DxOperands.HELD_FP32, joint_sums=False, programs_per_sm=2)),
             (16384, 0.75, 16, RowLoop(3, DxOperands.HELD_FP32, reload_weight=True)),
             (16384, 0.875, 16, RowLoop(3, DxOperands.RELOADED, affine_dx=True)),
             (32768, 0.5625, 16, RowLoop(2, DxOperands.RELOADED, reload_weight=True, affine_dx=True))),
@@ -404,12 +421,6 @@ BACKWARD_WARPS_BY_BLOCK_N = (
 TARGET_ELEMENTS_PER_PROGRAM = 4096
 MAX_ROWS_PER_PROGRAM = 64
 
-# Backward grid: programs per SM. Each program writes one fp32 partial row of dw (and db), so the
-# partial buffer is programs x hidden x 4 bytes. scripts/tune_kernels.py backward_stages, H200
-# 2026-11-20 (fwd+bwd % of copy, 1 / 2 / 4 per SM): the single-pass kernel does best with one
-# resident program per SM (RMSNorm 16384x8192: 80 / 78 / 76; LayerNorm: 73 / 70 / 67), the looped
-# kernel, whose passes leave gaps, with two (LayerNorm 32768x12288: 48 / 60 / 59).
-BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 # The looped backward by row width: ((largest hidden, chunk, warps, programs per SM), ...). Rows of
 # 32768 columns and more take 8192-column chunks at 32 warps, one program per SM: fewer rows in
 # flight, so pass B finds more of x and dy in L2. backward_ab, run 75, fwd+bwd us (two readings,
@@ -636,7 +647,7 @@ def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> Back
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
-                          tiles[1:], programs_per_sm=BACKWARD_PROGRAMS_PER_SM[False], keep_masks=loop.keep_masks,
+                          tiles[1:], programs_per_sm=loop.programs_per_sm, keep_masks=loop.keep_masks,
                           reload_weight=loop.reload_weight, joint_sums=loop.joint_sums, affine_dx=loop.affine_dx)
 
 
@@ -666,7 +677,8 @@ def with_row_strips(shape: BackwardLaunch, rows: int, device: torch.device) -> B
 # The probes' textual form of a backward launch (scripts/tune_kernels.py backward_ab reads it,
 # scripts/offline_resources.py compiles it, docs/kernels.md quotes it). Options in this order:
 _BACKWARD_OPTIONS = ("reload", "masked", "separate", "affine")
-BACKWARD_NOTATION = ("TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine] (TILES: e.g. 8192+4096) "
+BACKWARD_NOTATION = ("TILES/wWARPS/sSTAGES/OPERANDS[/reload][/masked][/separate][/affine][/pPROGRAMS_PER_SM] "
+                     "(TILES: e.g. 8192+4096; pN where not 1) "
                      "or looped/CHUNK/wWARPS/pPROGRAMS_PER_SM/sSTAGES")
 
 
@@ -679,6 +691,8 @@ def backward_notation(launch: BackwardLaunch, rows: int, hidden: int) -> str:
     tiles = "+".join(str(t) for t in (launch.block_n, *launch.tail_n) if t)
     flags = (launch.reload_weight, launch.masked(rows, hidden), not launch.joint_sums, launch.affine_dx)
     options = [name for name, on in zip(_BACKWARD_OPTIONS, flags) if on]
+    if launch.programs_per_sm != BACKWARD_PROGRAMS_PER_SM[False]:
+        options.append(f"p{launch.programs_per_sm}")
     return "/".join([tiles, f"w{launch.num_warps}", f"s{launch.row_stages}", launch.dx_operands.name, *options])
 
 
@@ -703,7 +717,11 @@ def parse_backward_notation(text: str) -> BackwardLaunch:
             chunk = _notation_number(parts[1], "")
             warps, per_sm, stages = (_notation_number(p, prefix) for p, prefix in zip(parts[2:], "wps"))
             return _looped(chunk, warps, per_sm, stages)
-        if len(parts) < 4 or set(parts[4:]) - set(_BACKWARD_OPTIONS) or parts[3] not in DxOperands.__members__:
+        options = parts[4:]
+        per_sm = BACKWARD_PROGRAMS_PER_SM[False]
+        if options and options[-1][:1] == "p":
+            per_sm = _notation_number(options.pop(), "p")
+        if len(parts) < 4 or set(options) - set(_BACKWARD_OPTIONS) or parts[3] not in DxOperands.__members__:
             raise ValueError(text)
         widths = [_notation_number(t, "") for t in parts[0].split("+")]
         if len(widths) > 3:
@@ -711,9 +729,8 @@ def parse_backward_notation(text: str) -> BackwardLaunch:
         warps, stages = _notation_number(parts[1], "w"), _notation_number(parts[2], "s")
     except ValueError:
         raise ValueError(f"backward launch {text!r}: expected {BACKWARD_NOTATION}") from None
-    options = set(parts[4:])
     loop = RowLoop(stages, DxOperands[parts[3]], reload_weight="reload" in options, keep_masks="masked" in options,
-                   joint_sums="separate" not in options, affine_dx="affine" in options)
+                   joint_sums="separate" not in options, affine_dx="affine" in options, programs_per_sm=per_sm)
     return _single_pass(tuple(widths + [0] * (3 - len(widths))), warps, loop)
 
 
