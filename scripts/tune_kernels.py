@@ -1236,6 +1236,73 @@ def clock_trace(shapes, rounds=4):
                         index += 1
 
 
+def _torch_sum_partials(dw_partial, db_partial, dw_dtype, db_dtype):
+    """The backward's reduction before the partial-sum kernel: ``partial.sum(0).to(dtype)`` each."""
+    return (dw_partial.sum(0).to(dw_dtype) if dw_partial is not None else None,
+            db_partial.sum(0).to(db_dtype) if db_partial is not None else None)
+
+
+# partial_sum's launches: (block_n, block_rows, warps)
+PARTIAL_SUMS_TRIED = tuple(lc.PartialSumLaunch(*v) for v in (
+    (64, 32, 4), (128, 16, 4), (128, 32, 4), (32, 64, 2), (64, 64, 4), (128, 64, 4), (128, 64, 8), (256, 32, 8),
+    (128, 128, 8), (64, 128, 8)))
+# partial_sum's (programs, hidden) shapes: one program an SM, two from 28672 columns (the looped backward)
+PARTIAL_SUM_SHAPES = ((132, 4096), (132, 5120), (132, 8192), (132, 16384), (264, 28672), (132, 65536))
+
+
+def partial_sum(shapes, rounds=2):
+    """The backward's dw/db partial rows summed by ``_sum_partials`` under each launch of
+    PARTIAL_SUMS_TRIED against ``partial.sum(0).to(bf16)``: GPU time of both gradients (CUDA-graph
+    replay, the partials warm in L2 as after the backward) and host time a call at
+    PARTIAL_SUM_SHAPES; then fwd+bwd of both ops at (rows, hidden) ``shapes`` with either
+    reduction, alternating ``rounds`` times (do_bench median, us)."""
+    from trinix_bench.ops import normalization as nz
+
+    table = nz.PARTIAL_SUM
+    print("| programs x hidden | reduction | GPU us (graph) | host us |")
+    print("|---|---|---|---|")
+    for programs, hidden in PARTIAL_SUM_SHAPES:
+        dw_partial, db_partial = (torch.randn(programs, hidden, device="cuda") for _ in range(2))
+        variants = [("torch sum(0).to x2", _torch_sum_partials, table)]
+        variants += [(f"kernel {v.block_n}/{v.block_rows}/w{v.num_warps}", nz._sum_partials, v)
+                     for v in PARTIAL_SUMS_TRIED]
+        for label, reduce, launch in variants:
+            nz.PARTIAL_SUM = launch
+            try:
+                def call(reduce=reduce):
+                    return reduce(dw_partial, db_partial, torch.bfloat16, torch.bfloat16)
+
+                call()
+                gpu_ms = triton.testing.do_bench_cudagraph(call, rep=50)
+                print(f"| {programs}x{hidden} | {label} | {gpu_ms * 1e3:.2f} | {_host_us(call, iters=500):.1f} |",
+                      flush=True)
+            finally:
+                nz.PARTIAL_SUM = table
+    print()
+    print("| op | shape | reduction | readings us (% of copy) |")
+    print("|---|---|---|---|")
+    reductions = {"kernel (table)": nz._sum_partials, "torch sum(0).to": _torch_sum_partials}
+    for rows, hidden in shapes:
+        for op in ("rms_norm", "layer_norm"):
+            step, leaves = _training_step(op, rows, hidden)
+            readings = {label: [] for label in reductions}
+            try:
+                _warm_up(step, leaves)
+                for _ in range(rounds):
+                    for label, reduce in reductions.items():
+                        nz._sum_partials = reduce
+                        ms = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median",
+                                                     grad_to_none=leaves)
+                        percent = 5 * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100
+                        readings[label].append(f"{ms * 1e3:.1f} ({percent:.0f}%)")
+            finally:
+                nz._sum_partials = reductions["kernel (table)"]
+            for label, values in readings.items():
+                print(f"| {op} | {rows}x{hidden} | {label} | {', '.join(values)} |", flush=True)
+            del step, leaves
+            torch.cuda.empty_cache()
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -1258,7 +1325,7 @@ PROBES = {
 }
 # probes that take --shapes and --rounds
 ROUNDS_PROBES = {"setup_effects": setup_effects, "copy_ceiling": copy_ceiling, "clock_trace": clock_trace,
-                 "alignment_ab": alignment_ab}
+                 "alignment_ab": alignment_ab, "partial_sum": partial_sum}
 
 
 def main():

@@ -145,15 +145,16 @@ def check_op(op, inputs, grads, *, eps=None, offset=0.0, backend="triton", check
 
 
 def recorded_flags(monkeypatch, flag, kernel=None):
-    """The value of the constexpr ``flag`` at each launch from now on (None for a kernel without it),
-    or only at launches of ``kernel`` when given."""
+    """The value of the constexpr ``flag`` at each launch of a normalization kernel from now on (None
+    for a kernel without it; the backward's partial-sum kernel is left out), or only at launches of
+    ``kernel`` when given."""
     from trinix_bench.ops import normalization
 
     flags = []
     real_launch = normalization._LAUNCHES.launch
 
     def launch(launched, grid, args, unspecialized, constexprs, num_warps, *options):
-        if kernel is None or launched is kernel:
+        if launched is kernel or (kernel is None and launched is not normalization._sum_partials_kernel):
             flags.append(constexprs.get(flag))
         return real_launch(launched, grid, args, unspecialized, constexprs, num_warps, *options)
 

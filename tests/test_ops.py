@@ -769,6 +769,30 @@ def test_backward_notation_names_programs_per_sm_where_not_one():
     assert parse_backward_notation("4096/w8/s3/HELD_FP32/p1") == one
 
 
+@pytest.mark.parametrize("n_partials", [1, 3, 70])
+@pytest.mark.parametrize("n_cols", [1, 3, 127, 4097])
+@pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.float32),
+                                    (torch.float32, None), (None, torch.bfloat16)])
+def test_sum_partials_adds_the_partial_rows_in_one_launch(n_partials, n_cols, dtypes, monkeypatch):
+    # The backward's dw / db: the fp32 partial rows summed over programs, each in its own dtype,
+    # both from one launch, the same bits on a second call; None where a gradient is not wanted.
+    from trinix_bench.ops import normalization
+
+    launched = recorded_flags(monkeypatch, "BLOCK_ROWS", normalization._sum_partials_kernel)
+    dw_dtype, db_dtype = dtypes
+    partials = [torch.randn(n_partials, n_cols) * 3 + 0.5 if dt is not None else None for dt in dtypes]
+    sums = normalization._sum_partials(*partials, dw_dtype, db_dtype)
+    again = normalization._sum_partials(*partials, dw_dtype, db_dtype)
+    assert len(launched) == 2
+    for partial, dtype, total, total_again in zip(partials, dtypes, sums, again):
+        if dtype is None:
+            assert total is None
+            continue
+        assert total.dtype == dtype and total.shape == (n_cols,)
+        assert relative_error(total, partial.double().sum(0)) <= tolerance_for(dtype)
+        assert torch.equal(total, total_again)
+
+
 def test_layer_norm_5120_backward_runs_two_programs_an_sm():
     # run 119: LayerNorm's 4-warp 16-bit launch at 5120 leaves room for two programs an SM
     # (16384x5120 82 -> 84% of copy, 32768x5120 86 -> 89%); RMSNorm's 8-warp one lost at two.
@@ -820,7 +844,7 @@ def _backward_out_of_shared_memory(monkeypatch, too_big):
     real_launch = normalization._LAUNCHES.launch
 
     def launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options):
-        if kernel is not normalization._norm_fwd_kernel:
+        if kernel in (normalization._norm_bwd_kernel, normalization._norm_bwd_looped_kernel):
             tried.append((kernel, constexprs["HAS_DRES"], constexprs["ROW_STAGES"]))
         if kernel is normalization._norm_bwd_kernel and too_big(constexprs):
             raise OutOfResources(300000, 232448, "shared memory")

@@ -81,6 +81,24 @@ BACKWARD_PROGRAMS_PER_SM = {False: 1, True: 2}  # looped -> programs per SM
 
 
 @dataclasses.dataclass(frozen=True)
+class PartialSumLaunch:
+    """How the backward's fp32 partial rows of dw and db are added up, both in one launch: a
+    program per ``block_n`` columns, taking the partial rows ``block_rows`` at a time."""
+
+    block_n: int
+    block_rows: int
+    num_warps: int
+
+
+# scripts/tune_kernels.py partial_sum, run 119 (H200; GPU us for both gradients, bf16, by CUDA-graph
+# replay): 64 columns a program, 64 rows at a time, 4 warps, against partial.sum(0).to(bf16) twice:
+# 132x5120 3.0 vs 10.0, 132x16384 4.5 vs 10.6, 264x28672 16.7 vs 29.2, 132x65536 20.8 vs 25.8 (128
+# columns and 32 rows: 4.4, 5.1, 18.5, 19.8; 16 rows or fewer at a time: 8-40). Host time a call
+# 12-14 us against 25-27 for the four ATen calls.
+PARTIAL_SUM = PartialSumLaunch(block_n=64, block_rows=64, num_warps=4)
+
+
+@dataclasses.dataclass(frozen=True)
 class BackwardLaunch(_Cover):
     """How the backward kernel covers a (rows, hidden) problem."""
 

@@ -34,7 +34,7 @@ import triton
 import triton.language as tl
 from triton.runtime.errors import OutOfResources
 
-from .launch_config import backward_launch, early_affine_rows, forward_launch
+from .launch_config import PARTIAL_SUM, backward_launch, early_affine_rows, forward_launch
 
 Tensor = torch.Tensor
 
@@ -740,6 +740,34 @@ def _norm_bwd_looped_kernel(
             tl.store(db_partial_ptr + partial[None, :], db_acc, mask=col_mask[None, :])
 
 
+@triton.jit(do_not_specialize=["n_partials"])
+def _sum_partials_kernel(
+    dw_partial_ptr, db_partial_ptr, dw_ptr, db_ptr, n_partials, n_cols,
+    COMPUTE_DW: tl.constexpr, COMPUTE_DB: tl.constexpr, BLOCK_ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    """dw[c] = sum_p dw_partial[p, c] and db[c] = sum_p db_partial[p, c] over the backward's
+    ``n_partials`` fp32 partial rows (row stride n_cols), for BLOCK_N columns a program, stored
+    in dw's and db's dtypes. The rows are added BLOCK_ROWS at a time into fp32 lanes, then the
+    lanes by one tl.sum: a fixed order for a given launch, so the result is bitwise reproducible.
+    One launch for both gradients, where ``partial.sum(0).to(dtype)`` took two each."""
+    cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    col_mask = cols < n_cols
+    dw_lanes = tl.zeros([BLOCK_ROWS, BLOCK_N], tl.float32)
+    db_lanes = tl.zeros([BLOCK_ROWS, BLOCK_N], tl.float32)
+    for start in range(0, n_partials, BLOCK_ROWS):
+        rows = start + tl.arange(0, BLOCK_ROWS)
+        offsets = rows.to(tl.int64)[:, None] * n_cols + cols[None, :]
+        mask = (rows < n_partials)[:, None] & col_mask[None, :]
+        if COMPUTE_DW:
+            dw_lanes += tl.load(dw_partial_ptr + offsets, mask=mask, other=0.0)
+        if COMPUTE_DB:
+            db_lanes += tl.load(db_partial_ptr + offsets, mask=mask, other=0.0)
+    if COMPUTE_DW:
+        tl.store(dw_ptr + cols, tl.sum(dw_lanes, axis=0).to(dw_ptr.dtype.element_ty), mask=col_mask)
+    if COMPUTE_DB:
+        tl.store(db_ptr + cols, tl.sum(db_lanes, axis=0).to(db_ptr.dtype.element_ty), mask=col_mask)
+
+
 # ---------------------------------------------------------------------------------------------
 # Launch wrappers
 
@@ -1065,10 +1093,31 @@ def launch_backward(
             else:
                 _FITTED_ROW_STAGES[shape_key] = _LOOPED
                 cfg = backward_launch(n_rows, n_cols, device, is_rms, dtype, force_looped=True)
-    # The fixed-order sum over programs makes the reduction bitwise reproducible.
-    dw = dw_partial.sum(0).to(weight.dtype) if compute_dw else None
-    db = db_partial.sum(0).to(db_dtype) if compute_db else None
+    dw, db = _sum_partials(dw_partial if compute_dw else None, db_partial if compute_db else None,
+                           weight.dtype if compute_dw else None, db_dtype)
     return dx, dw, db
+
+
+_SUM_PARTIALS_UNSPECIALIZED = frozenset({4})  # n_partials
+
+
+def _sum_partials(dw_partial: Optional[Tensor], db_partial: Optional[Tensor], dw_dtype: Optional[torch.dtype],
+                  db_dtype: Optional[torch.dtype]) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """(dw, db) in ``dw_dtype`` / ``db_dtype``: the (programs, hidden) fp32 partial rows summed over
+    programs in a fixed order (bitwise reproducible), both in one launch; None where a partial is."""
+    present = dw_partial if dw_partial is not None else db_partial
+    if present is None:
+        return None, None
+    n_partials, n_cols = present.shape
+    dw = torch.empty(n_cols, dtype=dw_dtype, device=present.device) if dw_partial is not None else None
+    db = torch.empty(n_cols, dtype=db_dtype, device=present.device) if db_partial is not None else None
+    args = (dw_partial if dw_partial is not None else present, db_partial if db_partial is not None else present,
+            dw if dw is not None else db, db if db is not None else dw, n_partials, n_cols)
+    flags = dict(COMPUTE_DW=dw is not None, COMPUTE_DB=db is not None, BLOCK_ROWS=PARTIAL_SUM.block_rows,
+                 BLOCK_N=PARTIAL_SUM.block_n)
+    _LAUNCHES.launch(_sum_partials_kernel, (triton.cdiv(n_cols, PARTIAL_SUM.block_n),), args,
+                     _SUM_PARTIALS_UNSPECIALIZED, flags, PARTIAL_SUM.num_warps)
+    return dw, db
 
 
 # ---------------------------------------------------------------------------------------------
