@@ -1303,6 +1303,40 @@ def partial_sum(shapes, rounds=2):
             torch.cuda.empty_cache()
 
 
+def gpu_vs_host(shapes):
+    """fwd+bwd of both ops through the kernels: do_bench's median against the GPU time of the
+    kernels alone (torch.profiler's device time over 50 calls) and the host time of one call at one
+    row of the same width (nothing waits on the GPU there): where do_bench's reading is the host's."""
+    from torch.profiler import ProfilerActivity, profile
+
+    print("| op | shape | do_bench us | GPU kernels us a call | host us a call (1 row) |")
+    print("|---|---|---|---|---|")
+    for op in ("rms_norm", "layer_norm"):
+        for rows, hidden in shapes:
+            step, leaves = _training_step(op, rows, hidden)
+            _warm_up(step, leaves)
+            ms = triton.testing.do_bench(step, warmup=25, rep=100, return_mode="median", grad_to_none=leaves)
+            calls = 50
+            with profile(activities=[ProfilerActivity.CUDA], acc_events=True) as prof:
+                for _ in range(calls):
+                    step()
+                    for leaf in leaves:
+                        leaf.grad = None
+                torch.cuda.synchronize()
+            gpu_us = sum(event.device_time_total for event in prof.key_averages()) / calls
+            one_row, one_row_leaves = _training_step(op, 1, hidden)
+
+            def host_call():
+                one_row()
+                for leaf in one_row_leaves:
+                    leaf.grad = None
+
+            print(f"| {op} | {rows}x{hidden} | {ms * 1e3:.1f} | {gpu_us:.1f} | {_host_us(host_call, iters=1000):.1f} |",
+                  flush=True)
+            del step, leaves
+            torch.cuda.empty_cache()
+
+
 # probe name -> (function, whether it takes --shapes)
 PROBES = {
     "overhead": (overhead, False),
@@ -1321,6 +1355,7 @@ PROBES = {
     "split_rows": (split_rows, True),
     "non_pow2": (non_pow2, True),
     "masks": (masks, True),
+    "gpu_vs_host": (gpu_vs_host, True),
     "reload_weight": (reload_weight, True),
 }
 # probes that take --shapes and --rounds
