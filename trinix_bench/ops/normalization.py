@@ -15,7 +15,8 @@ Maths per row of N columns, accumulated in fp32 (xhat is the normalized row, w' 
             dw = sum_rows(dy * xhat),  db = sum_rows(dy)
 
 dw and db are reduced deterministically: each program sums its own strip of rows into one fp32
-partial row, and ``partials.sum(0)`` adds the partial rows in a fixed order. No atomics.
+partial row, and one more kernel (``_sum_partials_kernel``) adds the partial rows of both in a
+fixed order. No atomics.
 
 Offsets into the tensors are int64 (row index x row stride), so tensors past 2^31 elements work.
 Rows may have any stride as long as the last dim is contiguous; anything else is made contiguous.
