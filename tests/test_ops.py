@@ -769,15 +769,37 @@ def test_backward_notation_names_programs_per_sm_where_not_one():
     assert parse_backward_notation("4096/w8/s3/HELD_FP32/p1") == one
 
 
+def test_single_pass_programs_per_sm_default_follows_the_table(monkeypatch):
+    # A RowLoop without its own programs an SM takes BACKWARD_PROGRAMS_PER_SM's single-pass entry
+    # when the launch is built, so the probes that set that entry reach every single pass.
+    from trinix_bench.ops import launch_config
+
+    monkeypatch.setitem(launch_config.BACKWARD_PROGRAMS_PER_SM, False, 3)
+    launch_config.backward_launch.cache_clear()
+    try:
+        cpu = torch.device("cpu")
+        assert launch_config.backward_launch(64, 4096, cpu, True, torch.bfloat16).programs_per_sm == 3
+        assert launch_config.backward_launch(64, 5120, cpu, False, torch.bfloat16).programs_per_sm == 2
+        assert launch_config.parse_backward_notation("4096/w8/s3/HELD_FP32").programs_per_sm == 3
+    finally:
+        launch_config.backward_launch.cache_clear()
+    with pytest.raises(ValueError, match="programs_per_sm"):
+        launch_config.RowLoop(1, launch_config.DxOperands.RELOADED, programs_per_sm=-1)
+
+
+@pytest.mark.parametrize("launch", [None, (16, 4, 1)])
 @pytest.mark.parametrize("n_partials", [1, 3, 70])
 @pytest.mark.parametrize("n_cols", [1, 3, 127, 4097])
 @pytest.mark.parametrize("dtypes", [(torch.bfloat16, torch.bfloat16), (torch.float16, torch.float32),
                                     (torch.float32, None), (None, torch.bfloat16)])
-def test_sum_partials_adds_the_partial_rows_in_one_launch(n_partials, n_cols, dtypes, monkeypatch):
+def test_sum_partials_adds_the_partial_rows_in_one_launch(n_partials, n_cols, dtypes, launch, monkeypatch):
     # The backward's dw / db: the fp32 partial rows summed over programs, each in its own dtype,
     # both from one launch, the same bits on a second call; None where a gradient is not wanted.
-    from trinix_bench.ops import normalization
+    # Under the table's launch and a small one whose row loop and column blocks run several times.
+    from trinix_bench.ops import launch_config, normalization
 
+    if launch is not None:
+        monkeypatch.setattr(normalization, "PARTIAL_SUM", launch_config.PartialSumLaunch(*launch))
     launched = recorded_flags(monkeypatch, "BLOCK_ROWS", normalization._sum_partials_kernel)
     dw_dtype, db_dtype = dtypes
     partials = [torch.randn(n_partials, n_cols) * 3 + 0.5 if dt is not None else None for dt in dtypes]

@@ -94,7 +94,7 @@ class PartialSumLaunch:
 # replay): 64 columns a program, 64 rows at a time, 4 warps, against partial.sum(0).to(bf16) twice:
 # 132x5120 3.0 vs 10.0, 132x16384 4.5 vs 10.6, 264x28672 16.7 vs 29.2, 132x65536 20.8 vs 25.8 (128
 # columns and 32 rows: 4.4, 5.1, 18.5, 19.8; 16 rows or fewer at a time: 8-40). Host time a call
-# 12-14 us against 25-27 for the four ATen calls.
+# 12-14 us against 25-27 for the ATen calls (a sum and a cast a 16-bit gradient).
 PARTIAL_SUM = PartialSumLaunch(block_n=64, block_rows=64, num_warps=4)
 
 
@@ -142,13 +142,16 @@ class RowLoop:
     # keep the exact form all the same (the launch passes AFFINE_DX for 16-bit rows only), as
     # their statistics do (SHIFTED_STATS_FWD).
     affine_dx: bool = False
-    # programs an SM: more than one hides the row loop's latency with another program's rows where
-    # a narrow launch leaves registers and shared memory for two
-    programs_per_sm: int = BACKWARD_PROGRAMS_PER_SM[False]
+    # programs an SM (0: BACKWARD_PROGRAMS_PER_SM's single-pass entry, read when the launch is
+    # built): more than one hides the row loop's latency with another program's rows where a narrow
+    # launch leaves registers and shared memory for two
+    programs_per_sm: int = 0
 
     def __post_init__(self):
         if self.equal_tiles not in (1, 2):  # the kernel holds at most three tiles; tables use one or two
             raise ValueError(f"RowLoop.equal_tiles must be 1 or 2, got {self.equal_tiles!r}")
+        if self.programs_per_sm < 0:
+            raise ValueError(f"RowLoop.programs_per_sm must be 0 (the table's) or positive, got {self.programs_per_sm!r}")
 
 
 # Widest row kept whole in registers, forward. Every wider row loops (WIDE_ROW_FWD): the single
@@ -386,12 +389,13 @@ SPLIT_TILE_FWD = {
 #   1023.0-1027.1 (65 -> 69%), fp16 1005.5-1010.2 -> 991.3-993.1 in two (1123.4 in the third).
 #   Not taken: 12288 (1009.1-1012.9 -> 1007.5-1007.8, bf16 only), 5120 (run 104: 142.0-150.2 ->
 #   147.3-154.9, each reading behind its pair), RMSNorm (ties: 4096x28672 398.6-399.0 vs 397.4-398.0).
-# - Run 119 (RowLoop.programs_per_sm, backward_ab, five alternating readings, us): LayerNorm's
+# - Run 119 (RowLoop.programs_per_sm, backward_ab, bf16, five alternating readings, us): LayerNorm's
 #   4-warp 5120 launch leaves an SM's registers (255 a thread) and shared memory (61 KB) for two
 #   programs: 16384x5120 239.7-241.4 -> 233.6-235.2 (82 -> 84% of copy), 32768x5120 456.6-458.1 ->
 #   440.1-441.4 (86 -> 89%), 8192x5120 within its spread (135.1-145.8 vs 132.5-143.2). RMSNorm's
 #   8-warp launch lost at two (8192x5120 126.3-126.4 -> 131.3-131.7; 32768x5120 434.0-434.7 ->
 #   442.5-442.9), as did RMSNorm 16384x8192 at 8 warps held narrow (339.6-340.0 -> 353.4-354.1).
+#   fp16 and the fused LayerNorm (whose residual gradient is staged too) take the row unmeasured.
 # 32-bit rows keep the padded tile: 3 stages of two 12288-column fp32 tiles pass the 227 KB of
 # shared memory.
 SPLIT_TILE_BWD = {
@@ -665,7 +669,8 @@ def _single_pass(tiles: tuple[int, int, int], warps: int, loop: RowLoop) -> Back
     """A single-pass BackwardLaunch on register tiles ``tiles`` (widest first, 0: none), grid to be
     filled in."""
     return BackwardLaunch(tiles[0], _rows_per_program(tiles[0]), warps, False, 0, 0, loop.stages, loop.dx_operands,
-                          tiles[1:], programs_per_sm=loop.programs_per_sm, keep_masks=loop.keep_masks,
+                          tiles[1:], programs_per_sm=loop.programs_per_sm or BACKWARD_PROGRAMS_PER_SM[False],
+                          keep_masks=loop.keep_masks,
                           reload_weight=loop.reload_weight, joint_sums=loop.joint_sums, affine_dx=loop.affine_dx)
 
 
@@ -725,8 +730,9 @@ def _notation_number(part: str, prefix: str) -> int:
 def parse_backward_notation(text: str) -> BackwardLaunch:
     """The launch ``text`` names in BACKWARD_NOTATION, its grid not filled in (programs and
     rows_per_program 0: with_row_strips fills them). A single pass gets the tables' rows per
-    program for its first tile and programs an SM (as _single_pass builds it); ``masked`` sets keep_masks, ``separate``
-    clears joint_sums. Raises ValueError naming the expected form."""
+    program for its first tile, and their programs an SM unless a last option ``pN`` names N (as
+    _single_pass builds it); ``masked`` sets keep_masks, ``separate`` clears joint_sums. Raises
+    ValueError naming the expected form."""
     parts = text.split("/")
     try:
         if parts[0] == "looped":
@@ -736,8 +742,8 @@ def parse_backward_notation(text: str) -> BackwardLaunch:
             warps, per_sm, stages = (_notation_number(p, prefix) for p, prefix in zip(parts[2:], "wps"))
             return _looped(chunk, warps, per_sm, stages)
         options = parts[4:]
-        per_sm = BACKWARD_PROGRAMS_PER_SM[False]
-        if options and options[-1][:1] == "p":
+        per_sm = 0  # the table's, as _single_pass reads it
+        if options and options[-1].startswith("p"):
             per_sm = _notation_number(options.pop(), "p")
         if len(parts) < 4 or set(options) - set(_BACKWARD_OPTIONS) or parts[3] not in DxOperands.__members__:
             raise ValueError(text)

@@ -750,7 +750,7 @@ def _sum_partials_kernel(
     ``n_partials`` fp32 partial rows (row stride n_cols), for BLOCK_N columns a program, stored
     in dw's and db's dtypes. The rows are added BLOCK_ROWS at a time into fp32 lanes, then the
     lanes by one tl.sum: a fixed order for a given launch, so the result is bitwise reproducible.
-    One launch for both gradients, where ``partial.sum(0).to(dtype)`` took two each."""
+    One launch for both gradients, where ``partial.sum(0).to(dtype)`` took two for each 16-bit one."""
     cols = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     col_mask = cols < n_cols
     dw_lanes = tl.zeros([BLOCK_ROWS, BLOCK_N], tl.float32)
@@ -882,6 +882,7 @@ _LAUNCHES = _CompiledLaunches()
 # Positions of do_not_specialize integers in the kernels' runtime argument lists.
 _FWD_UNSPECIALIZED = frozenset({12})  # n_rows
 _BWD_UNSPECIALIZED = frozenset({14, 16})  # n_rows, rows_per_program
+_SUM_PARTIALS_UNSPECIALIZED = frozenset({4})  # n_partials
 
 
 def _as_rows(t: Tensor, n_cols: int) -> Tensor:
@@ -1099,13 +1100,11 @@ def launch_backward(
     return dx, dw, db
 
 
-_SUM_PARTIALS_UNSPECIALIZED = frozenset({4})  # n_partials
-
-
 def _sum_partials(dw_partial: Optional[Tensor], db_partial: Optional[Tensor], dw_dtype: Optional[torch.dtype],
                   db_dtype: Optional[torch.dtype]) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """(dw, db) in ``dw_dtype`` / ``db_dtype``: the (programs, hidden) fp32 partial rows summed over
-    programs in a fixed order (bitwise reproducible), both in one launch; None where a partial is."""
+    programs in a fixed order (bitwise reproducible), both in one launch; None where a partial is.
+    The partials are contiguous and of one shape, as launch_backward allocates them."""
     present = dw_partial if dw_partial is not None else db_partial
     if present is None:
         return None, None
