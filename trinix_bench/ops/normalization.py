@@ -1115,8 +1115,8 @@ def _sum_partials(dw_partial: Optional[Tensor], db_partial: Optional[Tensor], dw
             dw if dw is not None else db, db if db is not None else dw, n_partials, n_cols)
     flags = dict(COMPUTE_DW=dw is not None, COMPUTE_DB=db is not None, BLOCK_ROWS=PARTIAL_SUM.block_rows,
                  BLOCK_N=PARTIAL_SUM.block_n)
-    _LAUNCHES.launch(_sum_partials_kernel, (triton.cdiv(n_cols, PARTIAL_SUM.block_n),), args,
-                     _SUM_PARTIALS_UNSPECIALIZED, flags, PARTIAL_SUM.num_warps)
+    grid = (-(-n_cols // PARTIAL_SUM.block_n),)  # ceil, as launch_forward's (not triton.cdiv: slow here)
+    _LAUNCHES.launch(_sum_partials_kernel, grid, args, _SUM_PARTIALS_UNSPECIALIZED, flags, PARTIAL_SUM.num_warps)
     return dw, db
 
 
