@@ -487,11 +487,24 @@ def alignment_ab(shapes, rounds=2):
     """Each op-mode at each shape with the kernels' ROW_ALIGN as the launch computes it and forced
     to 1 (the kernels before it: one element an access where the width or a row stride is not a
     multiple of 16), alternating ``rounds`` times in one process; us (% of copy)."""
+    _rule_ab("row_alignment", "ROW_ALIGN", "forced to 1", lambda *_: 1, shapes, rounds)
+
+
+def phase_ab(shapes, rounds=2):
+    """Each op-mode at each shape with the looped forward's PHASE_VECTOR as the launch computes it
+    and forced to 0 (before it: rows off the 16-byte boundary, such as an odd width's, moved one
+    element an access), alternating ``rounds`` times in one process; us (% of copy)."""
+    _rule_ab("row_phase_vector", "PHASE_VECTOR", "forced to 0", lambda *_: 0, shapes, rounds)
+
+
+def _rule_ab(name, flag, forced_label, forced, shapes, rounds):
+    """Each op-mode at each shape with ``normalization.<name>`` (a per-call rule giving the kernels'
+    ``flag``) as it is and replaced by ``forced``, alternating ``rounds`` times in one process."""
     from trinix_bench.ops import normalization as nz
 
-    computed = nz.row_alignment
-    variants = {"ROW_ALIGN": computed, "1": lambda *_: 1}
-    print("| op | mode | shape | ROW_ALIGN | computed, us (% of copy) | forced to 1, us (% of copy) |")
+    computed = getattr(nz, name)
+    variants = {"computed": computed, "forced": forced}
+    print(f"| op | mode | shape | {flag} | computed, us (% of copy) | {forced_label}, us (% of copy) |")
     print("|---|---|---|---|---|---|")
     for rows, hidden in shapes:
         for op, mode, passes in _probe_modes():
@@ -500,17 +513,17 @@ def alignment_ab(shapes, rounds=2):
             try:
                 with grad_mode():
                     for _ in range(rounds):
-                        for label, alignment in variants.items():
-                            nz.row_alignment = alignment
+                        for label, rule in variants.items():
+                            setattr(nz, name, rule)
                             _warm_up(fn, leaves)
                             ms = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median",
                                                          grad_to_none=leaves)
                             readings[label].append(
                                 f"{ms * 1e3:.1f} ({passes * rows * hidden * 2 / (ms * 1e-3) / 4.27e12 * 100:.0f}%)")
             finally:
-                nz.row_alignment = computed
-            print(f"| {op} | {mode} | {rows}x{hidden} | {computed(2, hidden)} | {', '.join(readings['ROW_ALIGN'])} | "
-                  f"{', '.join(readings['1'])} |", flush=True)
+                setattr(nz, name, computed)
+            print(f"| {op} | {mode} | {rows}x{hidden} | {computed(2, hidden)} | {', '.join(readings['computed'])} | "
+                  f"{', '.join(readings['forced'])} |", flush=True)
             del fn, leaves
             torch.cuda.empty_cache()
 
@@ -1367,7 +1380,7 @@ PROBES = {
 }
 # probes that take --shapes and --rounds
 ROUNDS_PROBES = {"setup_effects": setup_effects, "copy_ceiling": copy_ceiling, "clock_trace": clock_trace,
-                 "alignment_ab": alignment_ab, "partial_sum": partial_sum}
+                 "alignment_ab": alignment_ab, "phase_ab": phase_ab, "partial_sum": partial_sum}
 
 
 def main():
@@ -1383,7 +1396,7 @@ def main():
                              "reads, e.g. 8192+8192/w16/s3/HELD_NARROW/reload or looped/4096/w8/p2/s1; "
                              "forward_ab: " + FORWARD_CANDIDATE_FORM)
     parser.add_argument("--rounds", type=int, default=2,
-                        help="backward_ab / forward_ab / setup_effects / copy_ceiling / alignment_ab: alternating "
+                        help="backward_ab / forward_ab / setup_effects / copy_ceiling / alignment_ab / phase_ab: alternating "
                              "readings of each launch; clock_trace: rounds (odd ones after a load)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"],
                         help="backward_ab: the activations' dtype")

@@ -169,6 +169,51 @@ def test_rows_aligned_below_16_elements(op, hidden, stride, dtype, monkeypatch):
         assert max(size for kind, size in widths if kind == "st") >= 8, widths
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("hidden, sliced", [(18433, False), (65537, False), (65537, True)])
+@pytest.mark.parametrize("op", OPS)
+def test_rows_off_the_vector_boundary_read_by_phase(op, hidden, sliced, dtype, monkeypatch):
+    # Odd widths on the looped forward (18433, 65537), contiguous or sliced at an odd column out of
+    # rows 8 wider (x's base then off the 16-byte boundary, y's not): the forward launches with
+    # PHASE_VECTOR and meets float64 forward and backward; it stores y in 16-byte vectors, and with
+    # contiguous rows loads x in them too, where PHASE_VECTOR forced to 0 moves one element an
+    # access throughout.
+    from helpers import load_script
+    from trinix_bench.ops import normalization as nz
+
+    offline = load_script("offline_resources")
+    launched = []
+    real_launch = nz._LAUNCHES.launch
+
+    def launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options):
+        compiled = real_launch(kernel, grid, args, unspecialized, constexprs, num_warps, *options)
+        if kernel is nz._norm_fwd_looped_kernel:
+            launched.append((constexprs["PHASE_VECTOR"], compiled))
+        return compiled
+
+    monkeypatch.setattr(nz._LAUNCHES, "launch", launch)
+    x = None
+    if sliced:
+        base = torch.randn(37, hidden + 8, device=DEVICE, dtype=dtype)
+        x = base[:, 3:3 + hidden].detach().requires_grad_()
+    inputs, grads = make_inputs(op, 37, hidden, dtype, DEVICE, x=x)
+    check_op(op, inputs, grads)
+    assert [phase for phase, _ in launched] == [16 // dtype.itemsize], launched
+    phased = launched[0][1]
+    launched.clear()
+    _reset_grads(inputs)
+    monkeypatch.setattr(nz, "row_phase_vector", lambda *_: 0)
+    check_op(op, inputs, grads)
+    assert [phase for phase, _ in launched] == [0]
+
+    def accesses(compiled):
+        return offline.global_access_bytes(compiled.asm["ptx"])
+
+    widths, unphased = accesses(phased), accesses(launched[0][1])
+    assert widths.get(("st", 16), 0) > 0 and (sliced or widths.get(("ld", 16), 0) > 0), widths
+    assert all(size < 16 for _, size in unphased), unphased
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_weight_fp32_with_bf16_activations_and_strided_rows(op):
     base = torch.randn(1024, 6144, device=DEVICE, dtype=torch.bfloat16)

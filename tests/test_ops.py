@@ -396,6 +396,47 @@ def test_rows_aligned_below_16_elements_launch_their_alignment(op, looped, dtype
     assert aligns == [align, align]
 
 
+def test_row_phase_vector_for_rows_off_the_vector_boundary():
+    # PHASE_VECTOR: a 16-byte vector's elements where the width or a row stride leaves row starts
+    # off its boundary and the strides agree modulo it; 0 where rows are whole vectors already
+    # (Triton's specialization or ROW_ALIGN), where the strides disagree, or for narrow rows.
+    from trinix_bench.ops.normalization import row_phase_vector
+
+    assert row_phase_vector(2, 65537) == row_phase_vector(2, 65537, 65537, 65545) == 8
+    assert row_phase_vector(4, 65537) == 4 and row_phase_vector(2, 4096, 4097) == 8
+    assert row_phase_vector(2, 65538, 65538) == row_phase_vector(2, 33, 33) == 8 and row_phase_vector(4, 70, 70) == 4
+    assert row_phase_vector(2, 4096, 4096) == row_phase_vector(2, 65544, 65544) == row_phase_vector(2, 40, 56) == 0
+    assert row_phase_vector(2, 65537, 65537, 65538) == 0  # x's body would start at another column than y's
+    assert row_phase_vector(2, 31, 31) == row_phase_vector(4, 15, 15) == 0  # under four vectors
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("hidden, chunk, sliced, variant", [
+    (67, 16, False, {}), (127, 32, True, {}), (67, 16, True, {"shifted_stats": True}),
+    (127, 64, False, {"out_block_n": 16, "reverse_out": True}), (61, 64, False, {}), (4097, 1024, True, {}),
+])
+@pytest.mark.parametrize("op", OPS)
+def test_looped_forward_reads_rows_off_the_vector_boundary_by_phase(op, hidden, chunk, sliced, variant, dtype,
+                                                                    monkeypatch):
+    # Odd widths (one chunk, several, a masked last one; y back to front; LayerNorm's shift by the
+    # first element), contiguous or sliced out of rows 8 columns wider at an odd column (x's rows
+    # then start at another phase than y's, and its base off the vector boundary): the looped
+    # forward launches with PHASE_VECTOR, each row read as head, aligned body and tail, and must
+    # meet float64 forward and backward.
+    from trinix_bench.ops import launch_config
+
+    fwd = launch_config.ForwardLaunch(chunk, 1, 4, True, **variant)
+    _force_launches(monkeypatch, fwd, "HELD_NARROW")
+    phases = recorded_flags(monkeypatch, "PHASE_VECTOR")
+    x = None
+    if sliced:
+        base = torch.randn(7, hidden + 8, dtype=torch.float32).to(dtype) + 0.5
+        x = base[:, 3:3 + hidden].detach().requires_grad_()
+    inputs, grads = make_inputs(op, 7, hidden, dtype, "cpu", x=x)
+    check_op(op, inputs, grads)
+    assert phases == [16 // dtype.itemsize, None]  # the backward has no such flag
+
+
 @pytest.mark.parametrize("op", OPS)
 def test_calls_read_rows_twice_by_width(op, monkeypatch, forward_tables):
     # READ_TWICE_FWD shrunk to interpreter sizes (64 columns: second pass in 16 columns for RMSNorm,

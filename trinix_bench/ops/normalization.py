@@ -148,6 +148,24 @@ def _affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, HAS_
 
 
 @triton.jit
+def _row_affine(w_ptr, b_ptr, cols, col_mask, offset, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                MASKED: tl.constexpr):
+    """(w', b) as _affine gives them, loaded as [1, BLOCK_N] rows instead of vectors expanded. Where
+    their addresses are off the 16-byte boundary (a phased row's, PHASE_VECTOR), a vector load
+    takes one element a thread and reaches the row tile's layout through shared memory; a row load
+    takes the layout of the tile it meets (8 bf16 a thread, one access each), so nothing moves."""
+    if HAS_WEIGHT:
+        scale = _load(w_ptr + cols[None, :], col_mask[None, :], MASKED, "").to(tl.float32) + offset
+    else:
+        scale = 1.0 + offset
+    if HAS_BIAS:
+        shift = _load(b_ptr + cols[None, :], col_mask[None, :], MASKED, "").to(tl.float32)
+    else:
+        shift = 0.0
+    return scale, shift
+
+
+@triton.jit
 def _store_affine(y_ptr, y_stride, xhat, scale, shift, rows64, cols, mask, HAS_BIAS: tl.constexpr,
                   MASKED: tl.constexpr, Y_CACHE: tl.constexpr):
     """y = xhat * w' (+ b), stored in y's dtype."""
@@ -323,6 +341,36 @@ def _norm_fwd_kernel(
             tl.store(mean_ptr + rows, mean, mask=row_mask)
 
 
+@triton.jit
+def _row_phase(row64, x_stride, n_cols, VECTOR: tl.constexpr):
+    """(head, body) of a row whose start is not on a VECTOR-element boundary: x's row start rounded
+    up to a multiple of VECTOR elements lies ``head`` columns in, and from there ``body`` columns (a
+    multiple of VECTOR, which the compiler sees from the rounding) are whole vectors."""
+    start = row64 * x_stride
+    head = ((start + VECTOR - 1) // VECTOR * VECTOR - start).to(tl.int32)
+    body = (n_cols - head) // VECTOR * VECTOR
+    return head, body
+
+
+@triton.jit
+def _phased_base(ptr, row64, stride, head, VECTOR: tl.constexpr):
+    """The address of column ``head`` of row ``row64``, stated a multiple of VECTOR elements from
+    ``ptr``: true when the row strides agree modulo VECTOR (row_phase_vector checks), so every row
+    tensor's body starts at the same column as x's."""
+    return ptr + tl.multiple_of(row64 * stride + head, VECTOR)
+
+
+@triton.jit
+def _edge_columns(head, body, n_cols, VECTOR: tl.constexpr):
+    """The columns of a phased row outside its body as one tile of 2 x VECTOR lanes: the first
+    VECTOR lanes are columns 0..VECTOR-1 (those below ``head`` exist), the rest follow the body's
+    end (those below n_cols exist). Returns (columns, which exist)."""
+    lanes = tl.arange(0, 2 * VECTOR)
+    in_head = lanes < VECTOR
+    cols = tl.where(in_head, lanes, head + body + lanes - VECTOR)
+    return cols, tl.where(in_head, lanes < head, cols < n_cols)
+
+
 @triton.jit(do_not_specialize=["n_rows"])
 def _norm_fwd_looped_kernel(
     x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, y_ptr, y_stride,
@@ -331,7 +379,7 @@ def _norm_fwd_looped_kernel(
     IS_RMS: tl.constexpr, HAS_RESIDUAL: tl.constexpr, HAS_WEIGHT: tl.constexpr, HAS_BIAS: tl.constexpr,
     STORE_STATS: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr, SHIFTED_STATS: tl.constexpr,
     ONE_CHUNK: tl.constexpr, OUT_BLOCK_N: tl.constexpr, REVERSE_OUT: tl.constexpr, ROW_ALIGN: tl.constexpr,
-    Y_CACHE: tl.constexpr,
+    Y_CACHE: tl.constexpr, PHASE_VECTOR: tl.constexpr,
 ):
     """Rows wider than a register tile (or filling little of one): pass 1 gathers the statistics
     chunk by chunk, pass 2 writes y.
@@ -353,15 +401,41 @@ def _norm_fwd_looped_kernel(
 
     Pass 1 asks the cache to keep the row (evict_last) and pass 2, its last reader, to drop it
     (evict_first), so pass 2 finds its chunks in L2 (run 30: RMSNorm 16384x18432 324.1 -> 304.1 us).
+
+    PHASE_VECTOR (elements in a 16-byte vector; 0: off) is for rows whose starts are not all on a
+    vector boundary, such as an odd width's (row_phase_vector), where every access would otherwise
+    move one element. Each row tensor is read and written from the row's first aligned column (its
+    ``head``) in whole vectors, the body; the at most 2 x (VECTOR - 1) columns before and after it
+    are one small tile, the edge, held from pass 1 to pass 2. w and b are read at the row's phase,
+    one element an access, from L1/L2.
     """
     rows = tl.program_id(0) + tl.arange(0, 1)
     rows64 = rows.to(tl.int64)
     row_mask = rows < n_rows
     n_cols, x_stride, res_stride, res_out_stride, y_stride = _aligned_rows(
         n_cols, x_stride, res_stride, res_out_stride, y_stride, ROW_ALIGN)
+    if PHASE_VECTOR > 0:
+        # The body's tensors rebased to its first column (row stride 0 from there): the loops below
+        # then run over the body as over a whole row.
+        row64 = tl.program_id(0).to(tl.int64)
+        head, n_body = _row_phase(row64, x_stride, n_cols, PHASE_VECTOR)
+        xb_ptr = _phased_base(x_ptr, row64, x_stride, head, PHASE_VECTOR)
+        resb_ptr = _phased_base(res_ptr, row64, res_stride, head, PHASE_VECTOR)
+        res_outb_ptr = _phased_base(res_out_ptr, row64, res_out_stride, head, PHASE_VECTOR)
+        yb_ptr = _phased_base(y_ptr, row64, y_stride, head, PHASE_VECTOR)
+        wb_ptr = w_ptr + head
+        bb_ptr = b_ptr + head
+        xb_stride = 0
+        resb_stride = 0
+        res_outb_stride = 0
+        yb_stride = 0
+    else:
+        n_body = n_cols
+        xb_ptr, resb_ptr, res_outb_ptr, yb_ptr, wb_ptr, bb_ptr = x_ptr, res_ptr, res_out_ptr, y_ptr, w_ptr, b_ptr
+        xb_stride, resb_stride, res_outb_stride, yb_stride = x_stride, res_stride, res_out_stride, y_stride
     cols = tl.arange(0, BLOCK_N)
-    mask = row_mask[:, None] & (cols < n_cols)[None, :]
-    x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
+    mask = row_mask[:, None] & (cols < n_body)[None, :]
+    x = _load_rows(xb_ptr, xb_stride, resb_ptr, resb_stride, res_outb_ptr, res_outb_stride, rows64, cols, mask,
                    HAS_RESIDUAL, "evict_last", MASKED)
     if IS_RMS:
         lane_sq = x * x
@@ -369,28 +443,40 @@ def _norm_fwd_looped_kernel(
         if SHIFTED_STATS:
             shift = _row_pivot(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, rows64, row_mask, HAS_RESIDUAL)
         else:
-            shift = tl.sum(x, axis=1) / tl.minimum(n_cols, BLOCK_N)
+            shift = tl.sum(x, axis=1) / tl.minimum(n_body, BLOCK_N)
         lane_d = _centred(x, mask, shift, IS_RMS, MASKED)
         lane_sq = lane_d * lane_d
     if IS_RMS or not ONE_CHUNK:
-        for start in range(BLOCK_N, n_cols, BLOCK_N):
+        for start in range(BLOCK_N, n_body, BLOCK_N):
             cols = start + tl.arange(0, BLOCK_N)
-            mask = row_mask[:, None] & (cols < n_cols)[None, :]
-            x = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, cols, mask,
-                           HAS_RESIDUAL, "evict_last", MASKED)
+            mask = row_mask[:, None] & (cols < n_body)[None, :]
+            x = _load_rows(xb_ptr, xb_stride, resb_ptr, resb_stride, res_outb_ptr, res_outb_stride, rows64, cols,
+                           mask, HAS_RESIDUAL, "evict_last", MASKED)
             if IS_RMS:
                 lane_sq += x * x
             else:
                 d = _centred(x, mask, shift, IS_RMS, MASKED)
                 lane_d += d
                 lane_sq += d * d
+    if PHASE_VECTOR > 0:
+        edge_cols, edge_col_mask = _edge_columns(head, n_body, n_cols, PHASE_VECTOR)
+        edge_mask = row_mask[:, None] & edge_col_mask[None, :]
+        x_edge = _load_rows(x_ptr, x_stride, res_ptr, res_stride, res_out_ptr, res_out_stride, rows64, edge_cols,
+                            edge_mask, HAS_RESIDUAL, "", True)
     if IS_RMS:
-        rstd = tl.math.rsqrt(tl.sum(lane_sq, axis=1) / n_cols + eps)
+        square_sum = tl.sum(lane_sq, axis=1)
+        if PHASE_VECTOR > 0:
+            square_sum += tl.sum(x_edge * x_edge, axis=1)
+        rstd = tl.math.rsqrt(square_sum / n_cols + eps)
     else:
         if SHIFTED_STATS:
             d_sum, d_square_sum = tl.reduce((lane_d, lane_sq), 1, _add_pairs)
         else:
             d_sum, d_square_sum = tl.sum(lane_d, axis=1), tl.sum(lane_sq, axis=1)
+        if PHASE_VECTOR > 0:
+            d_edge = _centred(x_edge, edge_mask, shift, IS_RMS, True)
+            d_sum += tl.sum(d_edge, axis=1)
+            d_square_sum += tl.sum(d_edge * d_edge, axis=1)
         mean_shifted = d_sum / n_cols
         mean = shift + mean_shifted
         var = tl.maximum(d_square_sum / n_cols - mean_shifted * mean_shifted, 0.0)
@@ -398,24 +484,36 @@ def _norm_fwd_looped_kernel(
     if HAS_RESIDUAL:
         # Pass 2 reads residual_out back; make this program's pass-1 stores visible to all its threads.
         tl.debug_barrier()
-    last_start = (n_cols - 1) // OUT_BLOCK_N * OUT_BLOCK_N
-    for walked in range(0, n_cols, OUT_BLOCK_N):
+    last_start = (n_body - 1) // OUT_BLOCK_N * OUT_BLOCK_N
+    for walked in range(0, n_body, OUT_BLOCK_N):
         start = last_start - walked if REVERSE_OUT else walked
         out_cols = start + tl.arange(0, OUT_BLOCK_N)
-        out_col_mask = out_cols < n_cols
+        out_col_mask = out_cols < n_body
         out_mask = row_mask[:, None] & out_col_mask[None, :]
         if HAS_RESIDUAL:
-            x_again = _load(res_out_ptr + rows64[:, None] * res_out_stride + out_cols[None, :], out_mask, MASKED,
+            x_again = _load(res_outb_ptr + rows64[:, None] * res_outb_stride + out_cols[None, :], out_mask, MASKED,
                             "evict_first")
         else:
-            x_again = _load(x_ptr + rows64[:, None] * x_stride + out_cols[None, :], out_mask, MASKED, "evict_first")
+            x_again = _load(xb_ptr + rows64[:, None] * xb_stride + out_cols[None, :], out_mask, MASKED,
+                            "evict_first")
         x_again = x_again.to(tl.float32)
         if IS_RMS:
             xhat = x_again * rstd[:, None]
         else:
             xhat = (x_again - mean[:, None]) * rstd[:, None]
-        _store_output(y_ptr, y_stride, xhat, w_ptr, b_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
-                      HAS_WEIGHT, HAS_BIAS, MASKED, Y_CACHE)
+        if PHASE_VECTOR > 0:
+            w_row, b_row = _row_affine(wb_ptr, bb_ptr, out_cols, out_col_mask, offset, HAS_WEIGHT, HAS_BIAS, MASKED)
+            _store_affine(yb_ptr, yb_stride, xhat, w_row, b_row, rows64, out_cols, out_mask, HAS_BIAS, MASKED, Y_CACHE)
+        else:
+            _store_output(yb_ptr, yb_stride, xhat, wb_ptr, bb_ptr, rows64, out_cols, out_col_mask, out_mask, offset,
+                          HAS_WEIGHT, HAS_BIAS, MASKED, Y_CACHE)
+    if PHASE_VECTOR > 0:
+        if IS_RMS:
+            xhat_edge = x_edge * rstd[:, None]
+        else:
+            xhat_edge = (x_edge - mean[:, None]) * rstd[:, None]
+        _store_output(y_ptr, y_stride, xhat_edge, w_ptr, b_ptr, rows64, edge_cols, edge_col_mask, edge_mask, offset,
+                      HAS_WEIGHT, HAS_BIAS, True, Y_CACHE)
     if STORE_STATS:
         tl.store(rstd_ptr + rows, rstd, mask=row_mask)
         if not IS_RMS:
@@ -969,6 +1067,29 @@ def row_alignment(itemsize: int, n_cols: int, *row_strides: int) -> int:
     return min(_VECTOR_BYTES // itemsize, combined & -combined)
 
 
+def row_phase_vector(itemsize: int, n_cols: int, *row_strides: int) -> int:
+    """The looped forward's PHASE_VECTOR for rows of ``n_cols`` elements of ``itemsize`` bytes at
+    these row strides (elements): a 16-byte vector's elements where some row starts off a vector
+    boundary (the width or a stride not a multiple of it, so row_alignment cannot give whole
+    vectors) and the strides agree modulo the vector, so every row tensor's first aligned column is
+    the same; 0 otherwise. Rows narrower than four vectors keep the one-element path.
+
+    Without it an odd width moved one element an access: 65537 ran at 27% of copy against 65536's
+    84% (RMSNorm forward, run 76)."""
+    vector = _VECTOR_BYTES // itemsize
+    if n_cols < 4 * vector:
+        return 0
+    combined = n_cols
+    for stride in row_strides:
+        combined |= stride
+    if combined % vector == 0:
+        return 0
+    phase = row_strides[0] % vector if row_strides else n_cols % vector
+    if any(stride % vector != phase for stride in row_strides):
+        return 0
+    return vector
+
+
 def forward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, has_residual: bool, has_weight: bool,
                   has_bias: bool, store_stats: bool, row_strides: tuple = ()) -> dict:
     """The constexprs of the forward kernel ``cfg`` launches (looped or single pass) on rows of
@@ -983,8 +1104,11 @@ def forward_flags(cfg, n_rows: int, n_cols: int, itemsize: int, is_rms: bool, ha
         SHIFTED_STATS=cfg.shifted_stats and not is_rms and itemsize <= 2, Y_CACHE=cfg.y_cache,
     )
     if cfg.looped:
+        phase_vector = row_phase_vector(itemsize, n_cols, *row_strides)
         flags.update(BLOCK_N=cfg.block_n, ONE_CHUNK=n_cols <= cfg.block_n, OUT_BLOCK_N=cfg.out_block_n or cfg.block_n,
-                     REVERSE_OUT=cfg.reverse_out)
+                     REVERSE_OUT=cfg.reverse_out, PHASE_VECTOR=phase_vector)
+        if phase_vector:  # the body's length differs from row to row
+            flags["MASKED"] = True
     else:
         flags.update(BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_N_2=cfg.tail_n[0], BLOCK_N_3=cfg.tail_n[1],
                      EARLY_AFFINE=cfg.early_affine)
